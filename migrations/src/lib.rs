@@ -1,0 +1,16 @@
+//! Schema migrations, shared by SQLite (embedded default) and PostgreSQL.
+//!
+//! Money is stored as integer cents (`BIGINT`): exact on both databases, where SQLite
+//! would otherwise read decimals back through `f64`.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_catalog;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_catalog::Migration)]
+    }
+}

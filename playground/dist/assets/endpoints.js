@@ -1,0 +1,1 @@
+function o(){return`${window.location.origin}/graphql`}function t(){return`${window.location.protocol==="https:"?"wss:":"ws:"}//${window.location.host}/graphql/ws`}function r(){const n=new URLSearchParams(window.location.search).get("token");return n&&n.trim()?n.trim():null}export{o as h,r as t,t as w};

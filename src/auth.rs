@@ -1,0 +1,258 @@
+//! Who is calling: HS256 JWTs become a `Principal`; an `Actor` (tenant + optional
+//! principal) is what every service receives and checks.
+use crate::domain::{EntityId, TenantId};
+use crate::error::{AppError, AppResult};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    Customer,
+    Staff,
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.to_ascii_uppercase().as_str() {
+            "CUSTOMER" => Ok(Self::Customer),
+            "STAFF" => Ok(Self::Staff),
+            "ADMIN" => Ok(Self::Admin),
+            _ => Err(format!("unknown role '{raw}' (CUSTOMER, STAFF or ADMIN)")),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    tenant: String,
+    role: Role,
+    exp: i64,
+    iat: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub subject: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_staff(&self) -> bool {
+        matches!(self.role, Role::Staff | Role::Admin)
+    }
+
+    /// The customer this principal is, when it is a customer.
+    pub fn customer_id(&self) -> Option<EntityId> {
+        match self.role {
+            Role::Customer => EntityId::parse("sub", &self.subject).ok(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn issue(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+        role: Role,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            tenant: tenant.as_str().to_owned(),
+            role,
+            iat: now.timestamp(),
+            exp: (now + ttl).timestamp(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> AppResult<Principal> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|err| {
+                let reason = match err.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
+                    _ => "invalid token",
+                };
+                AppError::Unauthenticated(reason.to_owned())
+            })?;
+        let claims = data.claims;
+        let tenant = TenantId::parse(&claims.tenant)
+            .map_err(|_| AppError::Unauthenticated("invalid token tenant".into()))?;
+        if claims.role == Role::Customer && EntityId::parse("sub", &claims.sub).is_err() {
+            return Err(AppError::Unauthenticated(
+                "a customer token's sub must be a customer id".into(),
+            ));
+        }
+        Ok(Principal {
+            tenant,
+            subject: claims.sub,
+            role: claims.role,
+        })
+    }
+
+    /// Reads `Bearer <token>` from an `Authorization` value.
+    pub fn from_authorization(&self, value: &str) -> AppResult<Principal> {
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| AppError::Unauthenticated("expected 'Bearer <token>'".into()))?;
+        self.verify(token.trim())
+    }
+}
+
+/// The caller of one request: always a tenant, sometimes a principal.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub tenant: TenantId,
+    pub principal: Option<Principal>,
+}
+
+impl Actor {
+    pub fn anonymous(tenant: TenantId) -> Self {
+        Self {
+            tenant,
+            principal: None,
+        }
+    }
+
+    pub fn authenticated(principal: Principal) -> Self {
+        Self {
+            tenant: principal.tenant.clone(),
+            principal: Some(principal),
+        }
+    }
+
+    pub fn require_principal(&self) -> AppResult<&Principal> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| AppError::Unauthenticated("sign in to do this".into()))
+    }
+
+    pub fn require_staff(&self) -> AppResult<&Principal> {
+        let principal = self.require_principal()?;
+        if principal.is_staff() {
+            Ok(principal)
+        } else {
+            Err(AppError::Forbidden("staff or admin role required".into()))
+        }
+    }
+
+    pub fn require_admin(&self) -> AppResult<&Principal> {
+        let principal = self.require_principal()?;
+        if principal.role == Role::Admin {
+            Ok(principal)
+        } else {
+            Err(AppError::Forbidden("admin role required".into()))
+        }
+    }
+
+    pub fn is_staff(&self) -> bool {
+        self.principal.as_ref().is_some_and(Principal::is_staff)
+    }
+
+    /// Which customer a customer-scoped operation acts on: a customer acts on
+    /// themselves (naming anyone else is `FORBIDDEN`); staff must name one.
+    pub fn customer_scope(&self, requested: Option<EntityId>) -> AppResult<EntityId> {
+        let principal = self.require_principal()?;
+        match (principal.customer_id(), requested) {
+            (Some(own), None) => Ok(own),
+            (Some(own), Some(id)) if own == id => Ok(own),
+            (Some(_), Some(_)) => Err(AppError::Forbidden(
+                "customers may only access their own data".into(),
+            )),
+            (None, Some(id)) if principal.is_staff() => Ok(id),
+            (None, _) => Err(AppError::BadInput(
+                "customerId is required for staff".into(),
+            )),
+        }
+    }
+
+    /// A stable name for private cache entries: role and subject.
+    pub fn cache_identity(&self) -> String {
+        match &self.principal {
+            Some(p) => format!("{:?}:{}", p.role, p.subject).to_ascii_lowercase(),
+            None => "anon".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("default").unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_forged_ones_do_not() {
+        let keys = JwtKeys::new(b"secret-one");
+        let token = keys
+            .issue(&tenant(), "7", Role::Customer, chrono::Duration::hours(1))
+            .unwrap_or_default();
+        let principal = keys.verify(&token).map(|p| p.customer_id());
+        assert_eq!(principal.ok().flatten().map(EntityId::get), Some(7));
+        let forged = JwtKeys::new(b"other-secret");
+        assert!(forged.verify(&token).is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let keys = JwtKeys::new(b"secret");
+        let token = keys
+            .issue(&tenant(), "1", Role::Admin, chrono::Duration::hours(-1))
+            .unwrap_or_default();
+        assert!(
+            matches!(keys.verify(&token), Err(AppError::Unauthenticated(m)) if m == "token expired")
+        );
+    }
+
+    #[test]
+    fn customers_are_scoped_to_themselves() {
+        let keys = JwtKeys::new(b"s");
+        let token = keys
+            .issue(&tenant(), "3", Role::Customer, chrono::Duration::hours(1))
+            .unwrap_or_default();
+        let actor = keys.verify(&token).map(Actor::authenticated);
+        let Ok(actor) = actor else {
+            panic!("token should verify")
+        };
+        let other = EntityId::parse("id", "4").ok();
+        assert!(matches!(
+            actor.customer_scope(other),
+            Err(AppError::Forbidden(_))
+        ));
+        assert_eq!(actor.customer_scope(None).map(EntityId::get).ok(), Some(3));
+    }
+}

@@ -1,0 +1,264 @@
+//! The async-graphql extension that serves cacheable root query fields from the cache
+//! and stores what their resolvers produce, with the tags of everything they embed.
+use super::keys::{DocumentContext, entry_key};
+use super::policy::{ModulePolicy, Scope};
+use super::tags::{TagCollector, collecting};
+use super::{ALL_TAG, Cache, Lookup, Slot, module_tag};
+use crate::graphql::RequestContext;
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextResolve,
+    ResolveInfo,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Request, ServerResult, Value, Variables};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Plugs the cache into a schema.
+pub struct CacheExtension {
+    cache: Cache,
+}
+
+impl CacheExtension {
+    pub fn new(cache: Cache) -> Self {
+        Self { cache }
+    }
+}
+
+impl ExtensionFactory for CacheExtension {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RequestCache {
+            cache: self.cache.clone(),
+            operation_name: Mutex::new(None),
+            document: Mutex::new(None),
+        })
+    }
+}
+
+/// What the cache did for each cached root field of one request; read by the HTTP
+/// layer for `extensions.debug.cache` and `Cache-Control`.
+#[derive(Default)]
+pub struct CacheTrace {
+    fields: Mutex<Vec<FieldOutcome>>,
+    /// Scope and max-age of the response as a whole; `None` once a field is uncacheable.
+    control: Mutex<Option<Option<(Scope, Duration)>>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldOutcome {
+    pub field: String,
+    pub module: String,
+    pub outcome: &'static str,
+}
+
+impl CacheTrace {
+    fn record(&self, field: &str, module: &str, outcome: &'static str) {
+        if let Ok(mut fields) = self.fields.lock() {
+            fields.push(FieldOutcome {
+                field: field.to_owned(),
+                module: module.to_owned(),
+                outcome,
+            });
+        }
+    }
+
+    fn control(&self, part: Option<(Scope, Duration)>) {
+        if let Ok(mut control) = self.control.lock() {
+            *control = Some(match (*control, part) {
+                (None, part) => part,
+                (Some(None), _) | (_, None) => None,
+                (Some(Some((s1, t1))), Some((s2, t2))) => {
+                    let scope = if s1 == Scope::Private || s2 == Scope::Private {
+                        Scope::Private
+                    } else {
+                        Scope::Public
+                    };
+                    Some((scope, t1.min(t2)))
+                }
+            });
+        }
+    }
+
+    pub fn outcomes(&self) -> Vec<FieldOutcome> {
+        self.fields.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The `Cache-Control` value for a successful query: cacheable only when every root
+    /// field was.
+    pub fn cache_control(&self) -> String {
+        match self.control.lock().ok().and_then(|c| *c).flatten() {
+            Some((Scope::Public, ttl)) => format!("public, max-age={}", ttl.as_secs()),
+            Some((Scope::Private, ttl)) => format!("private, max-age={}", ttl.as_secs()),
+            None => "no-store".into(),
+        }
+    }
+}
+
+struct RequestCache {
+    cache: Cache,
+    operation_name: Mutex<Option<String>>,
+    document: Mutex<Option<Arc<DocumentContext>>>,
+}
+
+impl RequestCache {
+    fn document(&self) -> Option<Arc<DocumentContext>> {
+        self.document.lock().ok().and_then(|d| d.clone())
+    }
+}
+
+/// Tags taken from the field's arguments: `product(id: 5)` depends on `product:5` even
+/// when it resolved to null.
+fn argument_tags(info: &ResolveInfo<'_>, doc: &DocumentContext) -> Vec<String> {
+    if info.name != "product" {
+        return Vec::new();
+    }
+    info.field
+        .arguments
+        .iter()
+        .find(|(name, _)| name.node == "id")
+        .and_then(|(_, value)| match doc.constant(&value.node) {
+            Value::String(id) => id.trim().parse::<i64>().ok(),
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        })
+        .map(|id| vec![format!("product:{id}")])
+        .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl Extension for RequestCache {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Ok(mut name) = self.operation_name.lock() {
+            name.clone_from(&request.operation_name);
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let operation = self.operation_name.lock().ok().and_then(|n| n.clone());
+        let context = DocumentContext::new(&doc, operation.as_deref(), variables);
+        if let Ok(mut slot) = self.document.lock() {
+            *slot = Some(Arc::new(context));
+        }
+        Ok(doc)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        // Only root fields of queries; list items and nested fields pass through.
+        let is_root_query = info.path_node.parent.is_none() && info.parent_type == "Query";
+        let trace = ctx.data_opt::<Arc<CacheTrace>>();
+        if !is_root_query {
+            return next.run(ctx, info).await;
+        }
+        let policy = if info.is_for_introspection {
+            None
+        } else {
+            self.cache.policy().fields.get(info.name).cloned()
+        };
+        let (Some(policy), Some(request), Some(doc)) =
+            (policy, ctx.data_opt::<RequestContext>(), self.document())
+        else {
+            if let Some(trace) = trace {
+                trace.control(None);
+            }
+            return next.run(ctx, info).await;
+        };
+        if let Some(trace) = trace {
+            trace.control(Some((policy.scope, policy.ttl)));
+        }
+        let response_key = info.alias.unwrap_or(info.name).to_owned();
+        if !self.cache.enabled() {
+            if let Some(trace) = trace {
+                trace.record(&response_key, policy.module, "bypass");
+            }
+            return next.run(ctx, info).await;
+        }
+        let identity = match policy.scope {
+            Scope::Private => request.actor.cache_identity(),
+            Scope::Public if request.actor.is_staff() => "staff".to_owned(),
+            Scope::Public => "public".to_owned(),
+        };
+        let tenant = &request.actor.tenant;
+        let key = entry_key(
+            &self.cache.policy().prefix,
+            tenant.as_str(),
+            policy.module,
+            info.name,
+            &doc.canonical_field(info.field),
+            &identity,
+        );
+        let extra_tags = argument_tags(&info, &doc);
+        let slot = Slot {
+            tenant,
+            module: policy.module,
+            key: &key,
+        };
+        let (outcome, result) = match self.cache.lookup(&slot).await {
+            Lookup::Hit(value) | Lookup::Joined(value) => ("hit", Ok(Some(value))),
+            Lookup::Bypass => ("bypass", next.run(ctx, info).await),
+            Lookup::Miss { seq, leader } => {
+                let collector = TagCollector::default();
+                let result = collecting(collector.clone(), next.run(ctx, info)).await;
+                let failed = collector.failed();
+                let value = result
+                    .as_ref()
+                    .ok()
+                    .and_then(Option::as_ref)
+                    .filter(|_| !failed);
+                if let Some(value) = value {
+                    let ttl = self.ttl_for(&policy, value);
+                    let tags = entry_tags(&policy, extra_tags, collector);
+                    self.cache.store(&slot, value, ttl, &tags, seq).await;
+                }
+                if let Some(leader) = leader {
+                    leader.complete(value.cloned());
+                }
+                ("miss", result)
+            }
+        };
+        if let Some(trace) = trace {
+            trace.record(&response_key, policy.module, outcome);
+        }
+        result
+    }
+}
+
+impl RequestCache {
+    fn ttl_for(&self, policy: &ModulePolicy, value: &Value) -> Duration {
+        let policy_all = self.cache.policy();
+        if matches!(value, Value::Null) {
+            policy_all.negative_ttl
+        } else {
+            policy_all.jittered(policy.ttl)
+        }
+    }
+}
+
+fn entry_tags(policy: &ModulePolicy, extra: Vec<String>, collector: TagCollector) -> Vec<String> {
+    let mut tags = collector.into_tags();
+    tags.extend(extra);
+    tags.extend(policy.base_tags.iter().map(|t| (*t).to_owned()));
+    tags.push(module_tag(policy.module));
+    tags.push(ALL_TAG.to_owned());
+    tags.sort();
+    tags.dedup();
+    tags
+}

@@ -1,0 +1,302 @@
+//! The cache-aside layer. It knows keys, tags, TTLs and backends — nothing of products
+//! or carts.
+//!
+//! Design rules:
+//! - Only the GraphQL extension reads or writes cached resolver results; services only
+//!   say which tags their commits changed, and `invalidate` drops those entries.
+//! - Invalidation is by tag (a set of keys per tag), never by key pattern or flush.
+//! - Stale sets are refused: a loader records the tenant's invalidation sequence before
+//!   reading the database, and the store is refused if any of the entry's tags was
+//!   invalidated after that point (checked atomically with the write).
+//! - A backend fault is a miss, never a client error; the cache recovers by itself.
+mod backend;
+mod extension;
+mod keys;
+mod memory;
+mod policy;
+mod redis_backend;
+mod stats;
+mod tags;
+
+pub use backend::{Backend, BackendState, EntryInfo};
+pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
+pub use memory::MemoryBackend;
+pub use policy::{CachePolicy, ModulePolicy, Scope};
+pub use redis_backend::RedisBackend;
+pub use stats::{CacheStatsSnapshot, ModuleStats};
+pub use tags::{record_failure, record_tag};
+
+use crate::domain::TenantId;
+use async_graphql::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A load in flight on this instance, which concurrent misses on the same key join.
+struct Flight {
+    seq: u64,
+    result: watch::Receiver<Option<Option<Value>>>,
+}
+
+/// See `Cache::set_store_hook`.
+pub type StoreHook =
+    Arc<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Where a cached value lives: its tenant, module (for stats) and key.
+pub struct Slot<'a> {
+    pub tenant: &'a TenantId,
+    pub module: &'a str,
+    pub key: &'a str,
+}
+
+struct Inner {
+    store_hook: Mutex<Option<StoreHook>>,
+    backend: Backend,
+    policy: CachePolicy,
+    stats: stats::Stats,
+    flights: Mutex<HashMap<String, Flight>>,
+}
+
+/// The cache facade: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Cache(Arc<Inner>);
+
+/// What `lookup` found for a key.
+pub enum Lookup {
+    Hit(Value),
+    /// Not cached: load under this sequence (see `store`). `leader` is `Some` when this
+    /// caller must load and then call `finish_flight`.
+    Miss {
+        seq: u64,
+        leader: Option<FlightGuard>,
+    },
+    /// A load already running here finished with this value.
+    Joined(Value),
+    /// The cache is disabled or unreachable: load without storing.
+    Bypass,
+}
+
+/// Held by the one request loading a key; dropping it without `complete` lets the
+/// followers load for themselves.
+pub struct FlightGuard {
+    cache: Cache,
+    key: String,
+    sender: watch::Sender<Option<Option<Value>>>,
+}
+
+impl FlightGuard {
+    pub fn complete(self, value: Option<Value>) {
+        let _ = self.sender.send(Some(value));
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut flights) = self.cache.0.flights.lock() {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+impl Cache {
+    pub fn new(backend: Backend, policy: CachePolicy) -> Self {
+        Self(Arc::new(Inner {
+            store_hook: Mutex::new(None),
+            backend,
+            policy,
+            stats: stats::Stats::default(),
+            flights: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn policy(&self) -> &CachePolicy {
+        &self.0.policy
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.policy.enabled
+    }
+
+    pub fn backend_state(&self) -> BackendState {
+        if !self.enabled() {
+            return BackendState::Disabled;
+        }
+        self.0.backend.state()
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.0.backend.name()
+    }
+
+    /// Looks a key up; on a miss either joins a load in flight here or becomes its leader.
+    pub async fn lookup(&self, slot: &Slot<'_>) -> Lookup {
+        if !self.enabled() {
+            return Lookup::Bypass;
+        }
+        let found = match self.0.backend.get(slot.tenant, slot.key).await {
+            Ok(found) => found,
+            Err(_) => {
+                self.0.stats.error(slot.module);
+                return Lookup::Bypass;
+            }
+        };
+        if let Some(value) = found.entry.and_then(|bytes| decode(&bytes)) {
+            self.0.stats.hit(slot.module);
+            tracing::debug!(key = slot.key, "cache hit");
+            return Lookup::Hit(value);
+        }
+        self.0.stats.miss(slot.module);
+        tracing::debug!(key = slot.key, "cache miss");
+        let seq = found.seq;
+        let joined = match self.join_or_lead(slot.key, seq) {
+            Ok(receiver) => receiver,
+            Err(leader) => return self.lead(slot, seq, leader).await,
+        };
+        if let Some(mut receiver) = joined
+            && let Ok(result) = receiver.wait_for(Option::is_some).await
+            && let Some(Some(value)) = result.clone()
+        {
+            return Lookup::Joined(value);
+        }
+        Lookup::Miss { seq, leader: None }
+    }
+
+    /// `Ok(Some(receiver))` joins a flight; `Ok(None)` loads alone (a flight exists but
+    /// began before an invalidation we have seen); `Err(guard)` leads a new flight.
+    #[allow(clippy::type_complexity)]
+    fn join_or_lead(
+        &self,
+        key: &str,
+        seq: u64,
+    ) -> Result<Option<watch::Receiver<Option<Option<Value>>>>, FlightGuard> {
+        let Ok(mut flights) = self.0.flights.lock() else {
+            return Ok(None);
+        };
+        match flights.get(key) {
+            // Only a load that began after every invalidation we can see is fresh
+            // enough to share.
+            Some(flight) if flight.seq == seq => Ok(Some(flight.result.clone())),
+            Some(_) => Ok(None),
+            None => {
+                let (sender, receiver) = watch::channel(None);
+                flights.insert(
+                    key.to_owned(),
+                    Flight {
+                        seq,
+                        result: receiver,
+                    },
+                );
+                Err(FlightGuard {
+                    cache: self.clone(),
+                    key: key.to_owned(),
+                    sender,
+                })
+            }
+        }
+    }
+
+    /// A new leader reads once more: the previous leader may have stored the value and
+    /// left between our first read and our taking the lead.
+    async fn lead(&self, slot: &Slot<'_>, seq: u64, leader: FlightGuard) -> Lookup {
+        if let Ok(found) = self.0.backend.get(slot.tenant, slot.key).await
+            && let Some(value) = found.entry.and_then(|bytes| decode(&bytes))
+        {
+            leader.complete(Some(value.clone()));
+            return Lookup::Joined(value);
+        }
+        Lookup::Miss {
+            seq,
+            leader: Some(leader),
+        }
+    }
+
+    /// Stores a loaded value unless one of `tags` was invalidated after `seq`.
+    pub async fn store(
+        &self,
+        slot: &Slot<'_>,
+        value: &Value,
+        ttl: Duration,
+        tags: &[String],
+        seq: u64,
+    ) {
+        if let Some(hook) = self.0.store_hook.lock().ok().and_then(|h| h.clone()) {
+            hook(slot.key.to_owned()).await;
+        }
+        let Ok(bytes) = serde_json::to_vec(value) else {
+            return;
+        };
+        match self
+            .0
+            .backend
+            .set(slot.tenant, slot.key, bytes, ttl, tags, seq)
+            .await
+        {
+            Ok(true) => {
+                self.0.stats.set(slot.module);
+                tracing::debug!(key = slot.key, ttl = ttl.as_secs(), "cache set");
+            }
+            Ok(false) => tracing::debug!(
+                key = slot.key,
+                "cache set refused: invalidated while loading"
+            ),
+            Err(_) => self.0.stats.error(slot.module),
+        }
+    }
+
+    /// Test hook: runs between a loader's database read and its cache store, so a test
+    /// can commit a mutation in that window (the stale-set race).
+    #[doc(hidden)]
+    pub fn set_store_hook(&self, hook: Option<StoreHook>) {
+        if let Ok(mut slot) = self.0.store_hook.lock() {
+            *slot = hook;
+        }
+    }
+
+    /// Drops every entry of `tenant` tagged with one of `tags`; returns how many.
+    pub async fn invalidate(&self, tenant: &TenantId, tags: &[String]) -> u64 {
+        if tags.is_empty() {
+            return 0;
+        }
+        match self.0.backend.invalidate(tenant, tags).await {
+            Ok(dropped) => {
+                self.0.stats.invalidated(tags, dropped);
+                tracing::debug!(tenant = %tenant, ?tags, dropped, "cache invalidate");
+                dropped
+            }
+            Err(_) => {
+                self.0.stats.error("invalidate");
+                0
+            }
+        }
+    }
+
+    pub async fn entries(
+        &self,
+        tenant: &TenantId,
+        module: Option<&str>,
+        limit: usize,
+    ) -> Vec<EntryInfo> {
+        self.0
+            .backend
+            .entries(tenant, module, limit)
+            .await
+            .unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> CacheStatsSnapshot {
+        self.0.stats.snapshot(self.backend_state())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// The tag every entry of a module carries, for `invalidateCache(module:)`.
+pub fn module_tag(module: &str) -> String {
+    format!("module:{module}")
+}
+
+/// The tag every entry carries, for a tenant-wide `invalidateCache`.
+pub const ALL_TAG: &str = "all";

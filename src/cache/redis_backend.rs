@@ -1,0 +1,369 @@
+//! The Redis backend: writes and invalidations on the primary, reads round-robin over
+//! healthy replicas (falling back to the primary). Every call is bounded by a short
+//! timeout; a failure counts as a miss and flips the state to `degraded` (logged once),
+//! and the first success flips it back.
+//!
+//! Read-your-writes with replicas: an invalidation waits (bounded) for the replicas to
+//! acknowledge it; when one does not, replica reads stop on this instance until the
+//! health check sees every replica linked to the primary again.
+use super::backend::{BackendState, EntryInfo, Found, Unavailable};
+use super::keys::describe;
+use crate::domain::TenantId;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const REPLICA_ACK_TIMEOUT_MS: u64 = 250;
+/// How long a tag's last-invalidation sequence is remembered; longer than any load.
+const TAG_SEQ_TTL_SECS: u64 = 7_200;
+
+/// Stores an entry unless one of its tags was invalidated after the reader's sequence.
+/// KEYS: entry, tag-seq keys (n), tag-set keys (n). ARGV: payload, ttl ms, seq.
+const SET_SCRIPT: &str = r"
+local n = (#KEYS - 1) / 2
+local seq = tonumber(ARGV[3])
+for i = 1, n do
+  local invalidated = redis.call('GET', KEYS[1 + i])
+  if invalidated and tonumber(invalidated) > seq then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local keep = math.floor(tonumber(ARGV[2]) / 1000) + 60
+for i = 1, n do
+  local set = KEYS[1 + n + i]
+  redis.call('SADD', set, KEYS[1])
+  if redis.call('TTL', set) < keep then redis.call('EXPIRE', set, keep) end
+end
+return 1
+";
+
+/// Bumps the tenant's sequence, stamps each tag with it and drops the tag's entries.
+/// KEYS: tenant seq, tag-set keys (n), tag-seq keys (n). ARGV: tag-seq ttl.
+const INVALIDATE_SCRIPT: &str = r"
+local n = (#KEYS - 1) / 2
+local seq = redis.call('INCR', KEYS[1])
+local dropped = 0
+for i = 1, n do
+  local members = redis.call('SMEMBERS', KEYS[1 + i])
+  for j = 1, #members, 500 do
+    dropped = dropped + redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
+  end
+  redis.call('DEL', KEYS[1 + i])
+  redis.call('SET', KEYS[1 + n + i], seq, 'EX', ARGV[1])
+end
+return dropped
+";
+
+struct Replica {
+    url: String,
+    conn: ConnectionManager,
+    healthy: AtomicBool,
+}
+
+struct Shared {
+    primary: ConnectionManager,
+    replicas: Vec<Replica>,
+    next_replica: AtomicUsize,
+    /// Replica reads are off until the health check sees every replica caught up.
+    replicas_trusted: AtomicBool,
+    primary_up: AtomicBool,
+    prefix: String,
+    set_script: Script,
+    invalidate_script: Script,
+}
+
+#[derive(Clone)]
+pub struct RedisBackend(Arc<Shared>);
+
+fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(2));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+impl RedisBackend {
+    /// Connects lazily: a Redis that is down at start means `degraded`, not a failed start.
+    pub fn connect(primary: &str, replicas: &[String], prefix: &str) -> anyhow::Result<Self> {
+        let replicas = replicas
+            .iter()
+            .map(|url| {
+                Ok(Replica {
+                    url: crate::config::redact_url(url),
+                    conn: manager(url)?,
+                    healthy: AtomicBool::new(true),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let backend = Self(Arc::new(Shared {
+            primary: manager(primary)?,
+            replicas,
+            next_replica: AtomicUsize::new(0),
+            replicas_trusted: AtomicBool::new(true),
+            primary_up: AtomicBool::new(true),
+            prefix: prefix.to_owned(),
+            set_script: Script::new(SET_SCRIPT),
+            invalidate_script: Script::new(INVALIDATE_SCRIPT),
+        }));
+        backend.spawn_health_check();
+        Ok(backend)
+    }
+
+    pub fn state(&self) -> BackendState {
+        if self.0.primary_up.load(Ordering::Relaxed) {
+            BackendState::Ok
+        } else {
+            BackendState::Degraded
+        }
+    }
+
+    fn observe<T>(&self, result: redis::RedisResult<T>) -> Result<T, Unavailable> {
+        match result {
+            Ok(value) => {
+                if !self.0.primary_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis cache reachable again");
+                }
+                Ok(value)
+            }
+            Err(err) => {
+                if self.0.primary_up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %err, "redis cache unreachable; serving from the database");
+                }
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn seq_key(&self, tenant: &TenantId) -> String {
+        format!("{}:t:{}:seq", self.0.prefix, tenant)
+    }
+
+    fn tag_set_key(&self, tenant: &TenantId, tag: &str) -> String {
+        format!("{}:t:{}:tag:{}", self.0.prefix, tenant, tag)
+    }
+
+    fn tag_seq_key(&self, tenant: &TenantId, tag: &str) -> String {
+        format!("{}:t:{}:tagseq:{}", self.0.prefix, tenant, tag)
+    }
+
+    /// A healthy replica, round-robin, when replica reads are trusted.
+    fn read_replica(&self) -> Option<&Replica> {
+        let replicas = &self.0.replicas;
+        if replicas.is_empty() || !self.0.replicas_trusted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let start = self.0.next_replica.fetch_add(1, Ordering::Relaxed);
+        (0..replicas.len())
+            .map(|i| &replicas[(start + i) % replicas.len()])
+            .find(|r| r.healthy.load(Ordering::Relaxed))
+    }
+
+    pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Found, Unavailable> {
+        let keys = [key.to_owned(), self.seq_key(tenant)];
+        if let Some(replica) = self.read_replica() {
+            let mut conn = replica.conn.clone();
+            match conn.mget::<_, (Option<Vec<u8>>, Option<u64>)>(&keys).await {
+                Ok((entry, seq)) => return Ok(found(entry, seq)),
+                Err(err) => {
+                    if replica.healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(replica = %replica.url, error = %err, "redis replica unreachable; reading from the primary");
+                    }
+                }
+            }
+        }
+        let mut conn = self.0.primary.clone();
+        let (entry, seq) =
+            self.observe(conn.mget::<_, (Option<Vec<u8>>, Option<u64>)>(&keys).await)?;
+        Ok(found(entry, seq))
+    }
+
+    pub async fn set(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+        seq: u64,
+    ) -> Result<bool, Unavailable> {
+        let mut invocation = self.0.set_script.key(key);
+        for tag in tags {
+            invocation.key(self.tag_seq_key(tenant, tag));
+        }
+        for tag in tags {
+            invocation.key(self.tag_set_key(tenant, tag));
+        }
+        let payload = encode(tags, &value);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        invocation.arg(payload).arg(ttl_ms).arg(seq);
+        let mut conn = self.0.primary.clone();
+        let stored: i64 = self.observe(invocation.invoke_async(&mut conn).await)?;
+        Ok(stored == 1)
+    }
+
+    pub async fn invalidate(&self, tenant: &TenantId, tags: &[String]) -> Result<u64, Unavailable> {
+        let mut invocation = self.0.invalidate_script.key(self.seq_key(tenant));
+        for tag in tags {
+            invocation.key(self.tag_set_key(tenant, tag));
+        }
+        for tag in tags {
+            invocation.key(self.tag_seq_key(tenant, tag));
+        }
+        invocation.arg(TAG_SEQ_TTL_SECS);
+        let mut conn = self.0.primary.clone();
+        let dropped: u64 = self.observe(invocation.invoke_async(&mut conn).await)?;
+        self.wait_for_replicas(&mut conn).await;
+        Ok(dropped)
+    }
+
+    /// Blocks (bounded) until the replicas applied the invalidation, so a read served by
+    /// a replica right after the mutation cannot see the dropped entry.
+    async fn wait_for_replicas(&self, conn: &mut ConnectionManager) {
+        let expected = self
+            .0
+            .replicas
+            .iter()
+            .filter(|r| r.healthy.load(Ordering::Relaxed))
+            .count();
+        if expected == 0 {
+            return;
+        }
+        let acked: redis::RedisResult<usize> = redis::cmd("WAIT")
+            .arg(expected)
+            .arg(REPLICA_ACK_TIMEOUT_MS)
+            .query_async(conn)
+            .await;
+        if acked.map_or(true, |n| n < expected)
+            && self.0.replicas_trusted.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                expected,
+                "a redis replica did not acknowledge an invalidation; reading from the primary"
+            );
+        }
+    }
+
+    pub async fn entries(
+        &self,
+        tenant: &TenantId,
+        module: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EntryInfo>, Unavailable> {
+        let pattern = match module {
+            Some(module) => format!("{}:t:{}:{}:*", self.0.prefix, tenant, module),
+            None => format!("{}:t:{}:*", self.0.prefix, tenant),
+        };
+        let mut conn = self.0.primary.clone();
+        let mut keys = Vec::new();
+        {
+            let mut iter = self.observe(conn.scan_match::<_, String>(&pattern).await)?;
+            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                let Ok(key) = key else { break };
+                let kind = key.split(':').nth(3).unwrap_or_default();
+                if !matches!(kind, "seq" | "tag" | "tagseq") {
+                    keys.push(key);
+                }
+                if keys.len() >= limit {
+                    break;
+                }
+            }
+        }
+        let mut conn = self.0.primary.clone();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut pipe = redis::pipe();
+            pipe.get(&key).pttl(&key);
+            let (payload, pttl): (Option<Vec<u8>>, i64) =
+                self.observe(pipe.query_async(&mut conn).await)?;
+            let Some(payload) = payload else { continue };
+            let (tags, value) = decode(&payload);
+            let ttl = Duration::from_millis(u64::try_from(pttl).unwrap_or(0));
+            out.extend(describe(&key, &tags, value.len(), ttl));
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Every second: replicas that answer and are linked to the primary are used again.
+    fn spawn_health_check(&self) {
+        if self.0.replicas.is_empty() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                let mut all_linked = true;
+                for replica in &shared.replicas {
+                    let mut conn = replica.conn.clone();
+                    let info: redis::RedisResult<String> = redis::cmd("INFO")
+                        .arg("replication")
+                        .query_async(&mut conn)
+                        .await;
+                    let linked = info.is_ok_and(|text| text.contains("master_link_status:up"));
+                    if linked && !replica.healthy.swap(true, Ordering::Relaxed) {
+                        tracing::info!(replica = %replica.url, "redis replica back in rotation");
+                    }
+                    if !linked {
+                        replica.healthy.store(false, Ordering::Relaxed);
+                    }
+                    all_linked &= linked;
+                }
+                if all_linked && !shared.replicas_trusted.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis replicas caught up; replica reads resumed");
+                }
+            }
+        });
+    }
+}
+
+fn found(entry: Option<Vec<u8>>, seq: Option<u64>) -> Found {
+    Found {
+        entry: entry.map(|payload| decode(&payload).1.to_vec()),
+        seq: seq.unwrap_or(0),
+    }
+}
+
+/// An entry is stored as `tag,tag,…\n` followed by the JSON value, so `cacheEntries`
+/// can show its tags without a second key.
+fn encode(tags: &[String], value: &[u8]) -> Vec<u8> {
+    let mut payload = tags.join(",").into_bytes();
+    payload.push(b'\n');
+    payload.extend_from_slice(value);
+    payload
+}
+
+fn decode(payload: &[u8]) -> (Vec<String>, &[u8]) {
+    match payload.iter().position(|&b| b == b'\n') {
+        Some(split) => {
+            let tags = String::from_utf8_lossy(&payload[..split])
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (tags, &payload[split + 1..])
+        }
+        None => (Vec::new(), payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_tags_and_value() {
+        let payload = encode(&["product:1".into(), "all".into()], br#"{"a":"1\n2"}"#);
+        let (tags, value) = decode(&payload);
+        assert_eq!(tags, vec!["product:1".to_owned(), "all".to_owned()]);
+        assert_eq!(value, br#"{"a":"1\n2"}"#);
+    }
+}

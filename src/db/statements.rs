@@ -1,0 +1,36 @@
+//! Counts SQL statements per request. SeaORM's metric callback is per connection, so
+//! the request's counter travels in a task-local; DataLoader batches are spawned with
+//! the same counter (see `graphql::loaders`).
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+tokio::task_local! {
+    static CURRENT: StatementCounter;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `fut`, counting the statements it executes into `counter`.
+pub fn count_statements<F: Future>(
+    counter: StatementCounter,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    CURRENT.scope(counter, fut)
+}
+
+/// The counter of the request running on this task, if any.
+pub fn current() -> Option<StatementCounter> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+pub(super) fn record(_info: &sea_orm::metric::Info<'_>) {
+    let _ = CURRENT.try_with(|counter| counter.0.fetch_add(1, Ordering::Relaxed));
+}

@@ -1,0 +1,188 @@
+use super::InvalidInput;
+
+fn bounded(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidInput> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(InvalidInput::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(InvalidInput::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+                bounded($field, raw, $max).map(Self)
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+    };
+}
+
+text_type!(
+    /// A product's display name.
+    ProductName, "name", 200
+);
+text_type!(
+    /// A customer's name.
+    PersonName, "name", 200
+);
+text_type!(
+    /// A category's display name.
+    CategoryName, "name", 120
+);
+
+/// A stock-keeping unit: letters, digits, `-`, `_` and `.`, up to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sku(String);
+
+impl Sku {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let value = bounded("sku", raw, 64)?;
+        if value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            Ok(Self(value))
+        } else {
+            Err(InvalidInput::new(
+                "sku",
+                "may hold only letters, digits, '-', '_' and '.'",
+            ))
+        }
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A URL slug: lowercase letters, digits and single dashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let value = bounded("slug", raw, 120)?;
+        let ok = value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok && !value.starts_with('-') && !value.ends_with('-') {
+            Ok(Self(value))
+        } else {
+            Err(InvalidInput::new(
+                "slug",
+                "may hold only a-z, 0-9 and inner '-'",
+            ))
+        }
+    }
+
+    /// Derives a slug from a display name ("Home & Garden" -> "home-garden").
+    pub fn from_name(name: &str) -> Result<Self, InvalidInput> {
+        let mut slug = String::new();
+        for c in name.chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.ends_with('-') && !slug.is_empty() {
+                slug.push('-');
+            }
+        }
+        Self::parse(slug.trim_end_matches('-'))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A normalized (trimmed, lowercased) e-mail address with one `@` and a dotted domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let value = bounded("email", raw, 254)?.to_lowercase();
+        let valid = match value.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+                    && !value.chars().any(char::is_whitespace)
+            }
+            None => false,
+        };
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(InvalidInput::new("email", "is not a valid e-mail address"))
+        }
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An optional free-text description: empty means none, at most 5 000 characters.
+pub fn description(raw: Option<&str>) -> Result<Option<String>, InvalidInput> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => bounded("description", text, 5_000).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(
+            ProductName::parse("  Mug ").map(ProductName::into_inner),
+            Ok("Mug".into())
+        );
+        assert!(ProductName::parse("   ").is_err());
+        assert!(ProductName::parse(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn slugs_derive_from_names() {
+        assert_eq!(
+            Slug::from_name("Home & Garden!").map(Slug::into_inner),
+            Ok("home-garden".into())
+        );
+        assert!(Slug::parse("Bad Slug").is_err());
+    }
+
+    #[test]
+    fn emails_are_normalized() {
+        assert_eq!(
+            Email::parse(" Ana@Example.COM ").map(Email::into_inner),
+            Ok("ana@example.com".into())
+        );
+        assert!(Email::parse("no-at-sign").is_err());
+        assert!(Email::parse("a@b").is_err());
+        assert!(Email::parse("a b@c.d").is_err());
+    }
+
+    #[test]
+    fn skus_refuse_spaces() {
+        assert!(Sku::parse("MUG-001").is_ok());
+        assert!(Sku::parse("MUG 001").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! Per-request DataLoaders: every entity lookup by id and every one-to-many edge is one
+//! batched statement, whatever the list sizes. Created per request with the request's
+//! tenant (so batches stay tenant-scoped) and its statement counter (so batched SQL is
+//! counted for `extensions.debug.dbStatements`).
+use crate::db::entities::{cart_items, carts, categories, customers, products};
+use crate::db::{StatementCounter, count_statements};
+use crate::services::{cart, catalog, customers as customer_service};
+use async_graphql::dataloader::{DataLoader, Loader};
+use futures_util::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DbErr};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+
+/// A loader's shared part: the database and the tenant every batch is filtered by.
+#[derive(Clone)]
+pub struct Scope {
+    db: DatabaseConnection,
+    tenant: String,
+}
+
+macro_rules! by_id_loader {
+    ($(#[$doc:meta])* $name:ident, $model:ty, $fetch:path, $key:ident) => {
+        $(#[$doc])*
+        pub struct $name(Scope);
+
+        impl Loader<i64> for $name {
+            type Value = $model;
+            type Error = DbErr;
+
+            async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+                let rows = $fetch(&self.0.db, &self.0.tenant, keys).await?;
+                Ok(rows.into_iter().map(|row| (row.$key, row)).collect())
+            }
+        }
+    };
+}
+
+by_id_loader!(
+    /// Products by id.
+    ProductLoader, products::Model, catalog::products_by_ids, id
+);
+by_id_loader!(
+    /// Customers by id.
+    CustomerLoader, customers::Model, customer_service::customers_by_ids, id
+);
+by_id_loader!(
+    /// Cart rows by customer id.
+    CartLoader, carts::Model, customer_service::carts_by_customer_ids, customer_id
+);
+
+/// Cart lines grouped by customer id.
+pub struct CartItemsLoader(Scope);
+
+impl Loader<i64> for CartItemsLoader {
+    type Value = Vec<cart_items::Model>;
+    type Error = DbErr;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let mut grouped: HashMap<i64, Vec<cart_items::Model>> = HashMap::new();
+        for item in cart::items_by_customers(&self.0.db, &self.0.tenant, keys).await? {
+            grouped.entry(item.customer_id).or_default().push(item);
+        }
+        Ok(grouped)
+    }
+}
+
+/// A tenant's categories, loaded whole once per request: they are a short list (the
+/// `categories` query returns them unpaginated), so one statement serves every
+/// `Product.category` of a response however many products it holds.
+pub struct CategoryIndex {
+    scope: Scope,
+    all: OnceCell<HashMap<i64, categories::Model>>,
+}
+
+impl CategoryIndex {
+    pub async fn get(&self, id: i64) -> Result<Option<categories::Model>, DbErr> {
+        let all = self
+            .all
+            .get_or_try_init(|| async {
+                let rows = catalog::all_categories(&self.scope.db, &self.scope.tenant).await?;
+                Ok::<_, DbErr>(rows.into_iter().map(|c| (c.id, c)).collect())
+            })
+            .await?;
+        Ok(all.get(&id).cloned())
+    }
+}
+
+pub struct Loaders {
+    pub products: DataLoader<ProductLoader>,
+    pub categories: CategoryIndex,
+    pub customers: DataLoader<CustomerLoader>,
+    pub carts: DataLoader<CartLoader>,
+    pub cart_items: DataLoader<CartItemsLoader>,
+}
+
+/// Long enough to gather the keys of one level of a response (polling a few hundred
+/// resolvers, with yields between them, must fit in it), short enough not to show.
+const BATCH_DELAY: Duration = Duration::from_millis(2);
+
+impl Loaders {
+    pub fn new(db: &DatabaseConnection, tenant: &str, counter: Option<StatementCounter>) -> Self {
+        let scope = Scope {
+            db: db.clone(),
+            tenant: tenant.to_owned(),
+        };
+        fn make<T: Loader<i64>>(loader: T, counter: &Option<StatementCounter>) -> DataLoader<T> {
+            DataLoader::new(loader, spawner(counter.clone())).delay(BATCH_DELAY)
+        }
+        Self {
+            products: make(ProductLoader(scope.clone()), &counter),
+            categories: CategoryIndex {
+                scope: scope.clone(),
+                all: OnceCell::new(),
+            },
+            customers: make(CustomerLoader(scope.clone()), &counter),
+            carts: make(CartLoader(scope.clone()), &counter),
+            cart_items: make(CartItemsLoader(scope), &counter),
+        }
+    }
+}
+
+fn spawner(
+    counter: Option<StatementCounter>,
+) -> impl Fn(BoxFuture<'static, ()>) -> JoinHandle<()> + Send + Sync + 'static {
+    move |batch| match counter.clone() {
+        Some(counter) => tokio::spawn(count_statements(counter, batch)),
+        None => tokio::spawn(batch),
+    }
+}

@@ -1,0 +1,11 @@
+//! The GraphQL API: schema, roots per domain, types, loaders, request context.
+mod catalog;
+pub mod context;
+pub mod loaders;
+mod mutation;
+mod people;
+pub mod schema;
+mod types;
+
+pub use context::{RequestContext, Services};
+pub use schema::{AppSchema, Limits};

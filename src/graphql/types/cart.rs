@@ -1,0 +1,120 @@
+use super::{Customer, Product, db_error, id};
+use crate::cache::record_tag;
+use crate::db::entities::{cart_items, products};
+use crate::domain::Money;
+use crate::error::AppError;
+use crate::graphql::context::ContextExt;
+use crate::services::cart::CartView;
+use crate::services::tags;
+use async_graphql::{Context, ID, Object};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use tokio::sync::OnceCell;
+
+pub struct Cart(CartView, OnceCell<Vec<CartLine>>);
+
+impl Cart {
+    pub fn new(view: CartView) -> Self {
+        record_tag(|| tags::cart(view.customer_id));
+        Self(view, OnceCell::new())
+    }
+
+    /// The cart's lines with their products, loaded once per cart object even when
+    /// `items`, `itemCount` and `total` are all selected.
+    async fn lines(&self, ctx: &Context<'_>) -> async_graphql::Result<&[CartLine]> {
+        self.1
+            .get_or_try_init(|| self.load_lines(ctx))
+            .await
+            .map(Vec::as_slice)
+    }
+
+    async fn load_lines(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CartLine>> {
+        let loaders = ctx.loaders()?;
+        let items = loaders
+            .cart_items
+            .load_one(self.0.customer_id.get())
+            .await
+            .map_err(db_error)?
+            .unwrap_or_default();
+        let products = loaders
+            .products
+            .load_many(items.iter().map(|item| item.product_id))
+            .await
+            .map_err(db_error)?;
+        // A line whose product vanished between the two loads is dropped, not an error.
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let product = products.get(&item.product_id)?.clone();
+                Some(CartLine { item, product })
+            })
+            .collect())
+    }
+}
+
+#[Object]
+impl Cart {
+    /// Carts are one per customer: the id is the customer's.
+    async fn id(&self) -> ID {
+        id(self.0.customer_id.get())
+    }
+    async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Customer> {
+        let customer = ctx
+            .loaders()?
+            .customers
+            .load_one(self.0.customer_id.get())
+            .await
+            .map_err(db_error)?;
+        customer
+            .map(Customer::new)
+            .ok_or_else(|| AppError::not_found("customer", self.0.customer_id).to_graphql())
+    }
+    async fn items(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CartLine>> {
+        Ok(self.lines(ctx).await?.to_vec())
+    }
+    /// The sum of quantities.
+    async fn item_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        Ok(self.lines(ctx).await?.iter().map(|l| l.item.quantity).sum())
+    }
+    async fn total(&self, ctx: &Context<'_>) -> async_graphql::Result<Decimal> {
+        let total: Money = self
+            .lines(ctx)
+            .await?
+            .iter()
+            .map(CartLine::line_money)
+            .sum();
+        Ok(total.to_decimal())
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(Clone)]
+pub struct CartLine {
+    item: cart_items::Model,
+    product: products::Model,
+}
+
+impl CartLine {
+    fn line_money(&self) -> Money {
+        Money::from_cents(self.product.price_cents).times(self.item.quantity)
+    }
+}
+
+#[Object(name = "CartItem")]
+impl CartLine {
+    async fn product(&self) -> Product {
+        Product::new(self.product.clone())
+    }
+    async fn quantity(&self) -> i32 {
+        self.item.quantity
+    }
+    /// The product's current price.
+    async fn unit_price(&self) -> Decimal {
+        Money::from_cents(self.product.price_cents).to_decimal()
+    }
+    async fn line_total(&self) -> Decimal {
+        self.line_money().to_decimal()
+    }
+}

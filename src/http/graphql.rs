@@ -1,0 +1,339 @@
+//! `/graphql` over HTTP, following GraphQL-over-HTTP: JSON POST and GET (queries only),
+//! `application/graphql-response+json` when accepted (400 for documents that fail to
+//! parse or validate), 405 for a mutation by GET, 406 when nothing in `Accept` is
+//! supported. `/graphql/ws` serves both WebSocket subprotocols.
+use super::AppState;
+use crate::auth::Actor;
+use crate::cache::CacheTrace;
+use crate::db::{StatementCounter, count_statements};
+use crate::domain::TenantId;
+use crate::error::AppError;
+use crate::graphql::{RequestContext, loaders::Loaders};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{BatchRequest, BatchResponse, Data, Request};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Instant;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const MAX_BATCH: usize = 10;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// Picks the response media type from `Accept`; `None` means 406.
+fn negotiate(headers: &HeaderMap) -> Option<Format> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Format::Json);
+    };
+    let mut json = false;
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+        if refused {
+            continue;
+        }
+        match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => return Some(Format::GraphqlResponseJson),
+            "application/json" | "*/*" | "application/*" => json = true,
+            _ => {}
+        }
+    }
+    json.then_some(Format::Json)
+}
+
+fn error_response(status: StatusCode, format: Format, err: &AppError) -> Response {
+    let body =
+        json!({ "errors": [{ "message": err.to_string(), "extensions": { "code": err.code() } }] });
+    let mut response = (status, body.to_string()).into_response();
+    if let Ok(value) = HeaderValue::from_str(format.content_type()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// The caller from `Authorization` (a bad token is refused) or `X-Tenant`.
+pub(super) fn actor_from(
+    state: &AppState,
+    authorization: Option<&str>,
+    tenant: Option<&str>,
+) -> Result<Actor, AppError> {
+    if let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) {
+        return state
+            .jwt
+            .from_authorization(value)
+            .map(Actor::authenticated);
+    }
+    let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(raw) => TenantId::parse(raw)?,
+        None => state.default_tenant.clone(),
+    };
+    Ok(Actor::anonymous(tenant))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn get_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(format) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let request =
+        match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
+            Ok(request) => request,
+            Err(err) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format,
+                    &AppError::BadInput(err.to_string()),
+                );
+            }
+        };
+    if is_mutation(&request) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format,
+            &AppError::BadInput("mutations must be sent with POST".into()),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(
+        state,
+        &headers,
+        Method::GET,
+        BatchRequest::Single(request),
+        format,
+    )
+    .await
+}
+
+pub async fn post_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(format) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let is_json = header_str(&headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
+    if !is_json {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format,
+            &AppError::BadInput("send the request as application/json".into()),
+        );
+    }
+    let batch = match serde_json::from_slice::<BatchRequest>(&body) {
+        Ok(batch) => batch,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format,
+                &AppError::BadInput(format!("the body is not a GraphQL request: {err}")),
+            );
+        }
+    };
+    if let BatchRequest::Batch(requests) = &batch
+        && (requests.is_empty() || requests.len() > MAX_BATCH)
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format,
+            &AppError::TooComplex(format!("a batch holds 1 to {MAX_BATCH} operations")),
+        );
+    }
+    execute(state, &headers, Method::POST, batch, format).await
+}
+
+fn is_mutation(request: &Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match (&doc.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        _ => None,
+    };
+    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
+}
+
+async fn execute(
+    state: AppState,
+    headers: &HeaderMap,
+    method: Method,
+    batch: BatchRequest,
+    format: Format,
+) -> Response {
+    let started = Instant::now();
+    let actor = match actor_from(
+        &state,
+        header_str(headers, header::AUTHORIZATION.as_str()),
+        header_str(headers, "x-tenant"),
+    ) {
+        Ok(actor) => actor,
+        Err(err @ AppError::Unauthenticated(_)) => {
+            return error_response(StatusCode::UNAUTHORIZED, format, &err);
+        }
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, format, &err),
+    };
+    let debug =
+        header_str(headers, "x-debug").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let counter = StatementCounter::default();
+    let (single, requests) = match batch {
+        BatchRequest::Single(request) => (true, vec![request]),
+        BatchRequest::Batch(requests) => (false, requests),
+    };
+    let mut traces = Vec::new();
+    let requests: Vec<Request> = requests
+        .into_iter()
+        .map(|request| {
+            let trace = std::sync::Arc::new(CacheTrace::default());
+            traces.push(trace.clone());
+            request
+                .data(RequestContext {
+                    actor: actor.clone(),
+                    loaders: Loaders::new(&state.db, actor.tenant.as_str(), Some(counter.clone())),
+                })
+                .data(trace)
+        })
+        .collect();
+    let batch = if single {
+        requests
+            .into_iter()
+            .next()
+            .map_or(BatchRequest::Batch(Vec::new()), BatchRequest::Single)
+    } else {
+        BatchRequest::Batch(requests)
+    };
+    let response = count_statements(counter.clone(), state.schema.execute_batch(batch)).await;
+    finish(response, &traces, debug, &counter, started, format, &method)
+}
+
+fn finish(
+    response: BatchResponse,
+    traces: &[std::sync::Arc<CacheTrace>],
+    debug: bool,
+    counter: &StatementCounter,
+    started: Instant,
+    format: Format,
+    method: &Method,
+) -> Response {
+    let mut response = response;
+    let mut status = StatusCode::OK;
+    let mut cache_control = "no-store".to_owned();
+    if let BatchResponse::Single(single) = &mut response {
+        let request_error = single.data == async_graphql::Value::Null
+            && !single.errors.is_empty()
+            && single.errors.iter().all(|e| e.path.is_empty());
+        if request_error && format == Format::GraphqlResponseJson {
+            status = StatusCode::BAD_REQUEST;
+        }
+        if single.errors.is_empty()
+            && let Some(trace) = traces.first()
+        {
+            cache_control = trace.cache_control();
+        }
+        if debug {
+            let cache: Vec<_> = traces.iter().flat_map(|t| t.outcomes()).collect();
+            let value = json!({
+                "dbStatements": counter.get(),
+                "elapsedMs": started.elapsed().as_secs_f64() * 1000.0,
+                "cache": cache,
+            });
+            if let Ok(value) = async_graphql::Value::from_json(value) {
+                single.extensions.insert("debug".into(), value);
+            }
+        }
+    }
+    // Mutations by POST and private data are never stored by shared caches.
+    if method == Method::POST && cache_control.starts_with("public") {
+        cache_control = cache_control.replacen("public", "private", 1);
+    }
+    let body = match serde_json::to_vec(&response) {
+        Ok(body) => body,
+        Err(err) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format,
+                &AppError::internal("serialize response", err),
+            );
+        }
+    };
+    let mut http = (status, body).into_response();
+    let h = http.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        h.insert(header::CACHE_CONTROL, value);
+    }
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("authorization, x-tenant, accept"),
+    );
+    http
+}
+
+/// Subscriptions (and queries) over WebSocket; the JWT comes in `connection_init`'s
+/// payload under an `Authorization` key of any case.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let schema = state.schema.clone();
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |params| async move { connection_data(&state, &params) })
+                .serve()
+        })
+}
+
+fn connection_data(state: &AppState, params: &serde_json::Value) -> async_graphql::Result<Data> {
+    let find = |name: &str| {
+        params.as_object().and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.as_str())
+        })
+    };
+    let actor =
+        actor_from(state, find("authorization"), find("x-tenant")).map_err(|e| e.to_graphql())?;
+    let mut data = Data::default();
+    data.insert(RequestContext {
+        loaders: Loaders::new(&state.db, actor.tenant.as_str(), None),
+        actor,
+    });
+    Ok(data)
+}

@@ -1,0 +1,23 @@
+//! A GraphQL commerce server: catalog, customers, carts, orders and a saga-orchestrated
+//! checkout, behind a cache-aside layer that invalidates exactly what mutations change.
+
+/// Who is calling: JWTs, principals, roles and the per-request actor.
+pub mod auth;
+/// The cache-aside layer: backends, keys, tags, policy and the GraphQL extension.
+pub mod cache;
+/// Typed, validated settings from the environment and flags.
+pub mod config;
+/// The database: connection, migrations, statement counting, entities.
+pub mod db;
+/// Value types that parse input once: ids, money, quantities, names.
+pub mod domain;
+/// The one boundary error and its client-facing codes.
+pub mod error;
+/// The GraphQL schema, types, loaders and request context.
+pub mod graphql;
+/// The HTTP surface: GraphQL over HTTP and WebSocket, health, playground.
+pub mod http;
+/// Business rules and transactions for catalog, customers and carts.
+pub mod services;
+/// Builds the whole application from settings (used by `main` and the tests).
+pub mod startup;

@@ -1,0 +1,154 @@
+//! The command line: load settings, set up tracing, run a subcommand.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shopgraph::auth::{JwtKeys, Role};
+use shopgraph::config::{LogFormat, Settings};
+use shopgraph::domain::TenantId;
+use shopgraph::services::seed::{self, SeedSize};
+use shopgraph::startup::{self, App};
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "GraphQL commerce server")]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Load the demo shop, or generate N products and M customers.
+    Seed {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        products: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        customers: usize,
+    },
+    /// Write the GraphQL SDL.
+    ExportSchema {
+        #[arg(long, default_value = "schema.graphql")]
+        out: PathBuf,
+    },
+    /// Print a signed JWT (and nothing else) for trying the API.
+    Token {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value = "CUSTOMER")]
+        role: Role,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = cli.settings;
+    if let Some(Command::ExportSchema { out }) = &cli.command {
+        std::fs::write(out, shopgraph::graphql::schema::sdl())
+            .with_context(|| format!("write {}", out.display()))?;
+        return Ok(());
+    }
+    settings.validate()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_tracing(settings.log_format);
+            App::build(settings)
+                .await?
+                .run_until(shutdown_signal())
+                .await
+        }
+        Command::Migrate => {
+            init_tracing(settings.log_format);
+            let db = shopgraph::db::connect_with(&settings).await?;
+            shopgraph::db::migrate(&db).await
+        }
+        Command::Seed {
+            tenant,
+            products,
+            customers,
+        } => {
+            init_tracing(settings.log_format);
+            let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let db = shopgraph::db::connect_with(&settings).await?;
+            shopgraph::db::migrate(&db).await?;
+            match products {
+                Some(products) => seed::generate(
+                    &db,
+                    &tenant,
+                    SeedSize {
+                        products,
+                        customers,
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("seed: {e}")),
+                None => seed::seed_demo_if_empty(&db, &tenant)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("seed: {e}")),
+            }
+        }
+        Command::ExportSchema { .. } => Ok(()),
+        Command::Token {
+            tenant,
+            sub,
+            role,
+            hours,
+        } => {
+            let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let keys = JwtKeys::new(&startup::jwt_secret(&settings)?);
+            println!(
+                "{}",
+                keys.issue(&tenant, &sub, role, chrono::Duration::hours(hours))?
+            );
+            Ok(())
+        }
+    }
+}

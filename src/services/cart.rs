@@ -1,0 +1,268 @@
+//! Carts: one per customer. Quantities are checked against stock when added, and
+//! concurrent edits of one cart lose nothing (an atomic upsert adds to the stored
+//! quantity instead of writing back a value read earlier).
+use super::{Changed, tags};
+use crate::auth::Actor;
+use crate::db::entities::{cart_items, carts, customers, products};
+use crate::domain::{EntityId, MAX_QUANTITY, Quantity};
+use crate::error::{AppError, AppResult};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+
+/// A cart as a value: whose it is and when it last changed; its lines load separately
+/// (batched) because a page of customers can show many carts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartView {
+    pub customer_id: EntityId,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
+pub async fn cart(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    customer: Option<EntityId>,
+) -> AppResult<CartView> {
+    let customer = actor.customer_scope(customer)?;
+    let stored = carts::Entity::find_by_id(customer.get())
+        .filter(carts::Column::TenantId.eq(actor.tenant.as_str()))
+        .one(db)
+        .await?;
+    match stored {
+        Some(cart) => Ok(CartView {
+            customer_id: customer,
+            updated_at: cart.updated_at,
+        }),
+        None => {
+            let owner = require_customer(db, actor, customer).await?;
+            Ok(CartView {
+                customer_id: customer,
+                updated_at: owner.created_at,
+            })
+        }
+    }
+}
+
+/// Lines of many carts, for the DataLoader.
+pub async fn items_by_customers(
+    db: &DatabaseConnection,
+    tenant: &str,
+    ids: &[i64],
+) -> Result<Vec<cart_items::Model>, sea_orm::DbErr> {
+    cart_items::Entity::find()
+        .filter(cart_items::Column::TenantId.eq(tenant))
+        .filter(cart_items::Column::CustomerId.is_in(ids.iter().copied()))
+        .order_by_asc(cart_items::Column::Id)
+        .all(db)
+        .await
+}
+
+#[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
+pub async fn add_to_cart(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    customer: Option<EntityId>,
+    product: EntityId,
+    quantity: Quantity,
+) -> AppResult<Changed<CartView>> {
+    let customer = actor.customer_scope(customer)?;
+    let txn = db.begin().await?;
+    require_customer(&txn, actor, customer).await?;
+    let product = active_product(&txn, actor, product).await?;
+    let now = touch_cart(&txn, actor, customer).await?;
+    let line = upsert_line(
+        &txn,
+        actor,
+        customer,
+        &product,
+        quantity.get(),
+        Expr::cust("cart_items.quantity + excluded.quantity"),
+    )
+    .await?;
+    check_line(&product, line.quantity)?;
+    txn.commit().await?;
+    Ok(changed(customer, now))
+}
+
+/// Sets a line's quantity; 0 removes the line.
+#[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
+pub async fn update_cart_item(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    customer: Option<EntityId>,
+    product: EntityId,
+    quantity: i32,
+) -> AppResult<Changed<CartView>> {
+    if quantity == 0 {
+        return remove_from_cart(db, actor, customer, product).await;
+    }
+    let quantity = Quantity::parse("quantity", quantity)?;
+    let customer = actor.customer_scope(customer)?;
+    let txn = db.begin().await?;
+    require_customer(&txn, actor, customer).await?;
+    let product = active_product(&txn, actor, product).await?;
+    check_line(&product, quantity.get())?;
+    let now = touch_cart(&txn, actor, customer).await?;
+    upsert_line(
+        &txn,
+        actor,
+        customer,
+        &product,
+        quantity.get(),
+        Expr::cust("excluded.quantity"),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(changed(customer, now))
+}
+
+#[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
+pub async fn remove_from_cart(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    customer: Option<EntityId>,
+    product: EntityId,
+) -> AppResult<Changed<CartView>> {
+    let customer = actor.customer_scope(customer)?;
+    let txn = db.begin().await?;
+    require_customer(&txn, actor, customer).await?;
+    let removed = cart_items::Entity::delete_many()
+        .filter(cart_items::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(cart_items::Column::CustomerId.eq(customer.get()))
+        .filter(cart_items::Column::ProductId.eq(product.get()))
+        .exec(&txn)
+        .await?;
+    if removed.rows_affected == 0 {
+        return Err(AppError::NotFound(format!(
+            "product {product} is not in the cart"
+        )));
+    }
+    let now = touch_cart(&txn, actor, customer).await?;
+    txn.commit().await?;
+    Ok(changed(customer, now))
+}
+
+#[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
+pub async fn clear_cart(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    customer: Option<EntityId>,
+) -> AppResult<Changed<CartView>> {
+    let customer = actor.customer_scope(customer)?;
+    let txn = db.begin().await?;
+    require_customer(&txn, actor, customer).await?;
+    cart_items::Entity::delete_many()
+        .filter(cart_items::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(cart_items::Column::CustomerId.eq(customer.get()))
+        .exec(&txn)
+        .await?;
+    let now = touch_cart(&txn, actor, customer).await?;
+    txn.commit().await?;
+    Ok(changed(customer, now))
+}
+
+fn changed(customer: EntityId, updated_at: DateTime<Utc>) -> Changed<CartView> {
+    Changed::new(
+        CartView {
+            customer_id: customer,
+            updated_at,
+        },
+        vec![tags::cart(customer)],
+    )
+}
+
+fn check_line(product: &products::Model, quantity: i32) -> AppResult<()> {
+    if quantity > MAX_QUANTITY {
+        return Err(AppError::BadInput(format!(
+            "quantity: a cart line holds at most {MAX_QUANTITY} units"
+        )));
+    }
+    if quantity > product.stock {
+        return Err(AppError::OutOfStock(format!(
+            "only {} of '{}' in stock, {} requested",
+            product.stock, product.sku, quantity
+        )));
+    }
+    Ok(())
+}
+
+async fn require_customer<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: EntityId,
+) -> AppResult<customers::Model> {
+    customers::Entity::find_by_id(id.get())
+        .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::not_found("customer", id))
+}
+
+async fn active_product(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    id: EntityId,
+) -> AppResult<products::Model> {
+    products::Entity::find_by_id(id.get())
+        .filter(products::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(products::Column::Active.eq(true))
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("product", id))
+}
+
+/// Creates the cart row on first use and stamps its `updated_at`.
+async fn touch_cart(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    customer: EntityId,
+) -> AppResult<DateTime<Utc>> {
+    let now = Utc::now();
+    carts::Entity::insert(carts::ActiveModel {
+        customer_id: Set(customer.get()),
+        tenant_id: Set(actor.tenant.as_str().to_owned()),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(carts::Column::CustomerId)
+            .update_column(carts::Column::UpdatedAt)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(now)
+}
+
+/// Inserts a line or, when the product is already in the cart, sets its quantity to
+/// `on_conflict` (evaluated by the database, so concurrent adds accumulate).
+async fn upsert_line(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    customer: EntityId,
+    product: &products::Model,
+    quantity: i32,
+    on_conflict: Expr,
+) -> AppResult<cart_items::Model> {
+    Ok(cart_items::Entity::insert(cart_items::ActiveModel {
+        tenant_id: Set(actor.tenant.as_str().to_owned()),
+        customer_id: Set(customer.get()),
+        product_id: Set(product.id),
+        quantity: Set(quantity),
+        added_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([
+            cart_items::Column::CustomerId,
+            cart_items::Column::ProductId,
+        ])
+        .value(cart_items::Column::Quantity, on_conflict)
+        .to_owned(),
+    )
+    .exec_with_returning(txn)
+    .await?)
+}

@@ -1,0 +1,202 @@
+//! Demo and generated data: the embedded default's first run, and larger data sets for
+//! benchmarks (`seed --products N --customers M`). Deterministic, so runs compare.
+use super::customers::ensure_tenant;
+use crate::db::entities::{cart_items, carts, categories, customers, products};
+use crate::domain::TenantId;
+use crate::error::AppResult;
+use chrono::{Duration, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+
+const CATEGORIES: [(&str, &str); 5] = [
+    ("Books", "books"),
+    ("Electronics", "electronics"),
+    ("Home & Garden", "home-garden"),
+    ("Sports", "sports"),
+    ("Toys", "toys"),
+];
+const ADJECTIVES: [&str; 10] = [
+    "Classic", "Compact", "Deluxe", "Eco", "Handmade", "Pro", "Smart", "Solid", "Vintage",
+    "Wireless",
+];
+const NOUNS: [&str; 10] = [
+    "Lamp", "Backpack", "Kettle", "Notebook", "Speaker", "Bottle", "Chair", "Puzzle", "Racket",
+    "Mug",
+];
+const CUSTOMERS: [(&str, &str); 5] = [
+    ("Ana García", "ana@example.com"),
+    ("Bruno Díaz", "bruno@example.com"),
+    ("Carla Méndez", "carla@example.com"),
+    ("Diego Romero", "diego@example.com"),
+    ("Elena Suárez", "elena@example.com"),
+];
+const BATCH: usize = 500;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SeedSize {
+    pub products: usize,
+    pub customers: usize,
+}
+
+/// Loads the demo shop when the tenant has no products yet. Returns whether it did.
+pub async fn seed_demo_if_empty(db: &DatabaseConnection, tenant: &TenantId) -> AppResult<bool> {
+    ensure_tenant(db, tenant, "Demo shop").await?;
+    let existing = products::Entity::find()
+        .filter(products::Column::TenantId.eq(tenant.as_str()))
+        .count(db)
+        .await?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    generate(
+        db,
+        tenant,
+        SeedSize {
+            products: 50,
+            customers: CUSTOMERS.len(),
+        },
+    )
+    .await?;
+    demo_cart(db, tenant).await?;
+    Ok(true)
+}
+
+/// Adds `size` products and customers (and the categories when missing) to a tenant.
+pub async fn generate(db: &DatabaseConnection, tenant: &TenantId, size: SeedSize) -> AppResult<()> {
+    ensure_tenant(db, tenant, tenant.as_str()).await?;
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let existing = categories::Entity::find()
+        .filter(categories::Column::TenantId.eq(tenant.as_str()))
+        .count(&txn)
+        .await?;
+    if existing == 0 {
+        categories::Entity::insert_many(CATEGORIES.iter().map(|(name, slug)| {
+            categories::ActiveModel {
+                tenant_id: Set(tenant.as_str().to_owned()),
+                name: Set((*name).to_owned()),
+                slug: Set((*slug).to_owned()),
+                created_at: Set(now),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    let category_ids: Vec<i64> = categories::Entity::find()
+        .filter(categories::Column::TenantId.eq(tenant.as_str()))
+        .order_by_asc(categories::Column::Id)
+        .select_only()
+        .column(categories::Column::Id)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let first_sku = products::Entity::find()
+        .filter(products::Column::TenantId.eq(tenant.as_str()))
+        .count(&txn)
+        .await?;
+    let indexes: Vec<u64> = (0..size.products as u64).map(|i| first_sku + i).collect();
+    for chunk in indexes.chunks(BATCH) {
+        products::Entity::insert_many(chunk.iter().map(|&i| {
+            let n = i as usize;
+            let category = category_ids.get(n % category_ids.len().max(1)).copied();
+            products::ActiveModel {
+                tenant_id: Set(tenant.as_str().to_owned()),
+                sku: Set(format!("SKU-{:06}", i + 1)),
+                name: Set(format!(
+                    "{} {} {}",
+                    ADJECTIVES[n % 10],
+                    NOUNS[(n / 10) % 10],
+                    n + 1
+                )),
+                description: Set(Some(format!(
+                    "A {} for every day.",
+                    NOUNS[(n / 10) % 10].to_lowercase()
+                ))),
+                price_cents: Set(499 + ((i * 7_919) % 20_000) as i64),
+                stock: Set(((i * 37) % 120) as i32 + 5),
+                category_id: Set(category),
+                active: Set(true),
+                created_at: Set(
+                    now - Duration::minutes((size.products as u64 - (i - first_sku)) as i64)
+                ),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    let first_customer = customers::Entity::find()
+        .filter(customers::Column::TenantId.eq(tenant.as_str()))
+        .count(&txn)
+        .await? as usize;
+    let people: Vec<usize> = (first_customer..first_customer + size.customers).collect();
+    for chunk in people.chunks(BATCH) {
+        customers::Entity::insert_many(chunk.iter().map(|&n| {
+            let (name, email) = match CUSTOMERS.get(n) {
+                Some((name, email)) => ((*name).to_owned(), (*email).to_owned()),
+                None => (
+                    format!("Customer {}", n + 1),
+                    format!("customer{}@example.com", n + 1),
+                ),
+            };
+            customers::ActiveModel {
+                tenant_id: Set(tenant.as_str().to_owned()),
+                name: Set(name),
+                email: Set(email),
+                created_at: Set(now - Duration::days((n % 365) as i64)),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The first customer starts with two products in the cart, so the playground shows one.
+async fn demo_cart(txn: &DatabaseConnection, tenant: &TenantId) -> AppResult<()> {
+    let customer: Option<i64> = customers::Entity::find()
+        .filter(customers::Column::TenantId.eq(tenant.as_str()))
+        .order_by_asc(customers::Column::Id)
+        .select_only()
+        .column(customers::Column::Id)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    let products: Vec<i64> = products::Entity::find()
+        .filter(products::Column::TenantId.eq(tenant.as_str()))
+        .order_by_asc(products::Column::Id)
+        .select_only()
+        .column(products::Column::Id)
+        .limit(2)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let Some(customer) = customer else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    carts::Entity::insert(carts::ActiveModel {
+        customer_id: Set(customer),
+        tenant_id: Set(tenant.as_str().to_owned()),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    cart_items::Entity::insert_many(products.into_iter().map(|product| cart_items::ActiveModel {
+        tenant_id: Set(tenant.as_str().to_owned()),
+        customer_id: Set(customer),
+        product_id: Set(product),
+        quantity: Set(1),
+        added_at: Set(now),
+        ..Default::default()
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! The tag vocabulary: what a cached result depends on, and what a mutation changes.
+//! A cached value carries the tags of everything it embeds; a mutation invalidates the
+//! tags of what it changed.
+use crate::domain::EntityId;
+
+/// One product's fields (its price, stock, name…).
+pub fn product(id: EntityId) -> String {
+    format!("product:{id}")
+}
+
+/// Which products a list holds and in which order.
+pub const PRODUCTS: &str = "products";
+
+/// The category list and every category's fields.
+pub const CATEGORIES: &str = "categories";
+
+/// One customer's cart lines.
+pub fn cart(customer: EntityId) -> String {
+    format!("cart:{customer}")
+}
+
+/// One customer's own fields.
+pub fn customer(id: EntityId) -> String {
+    format!("customer:{id}")
+}
+
+/// Which customers exist.
+pub const CUSTOMERS: &str = "customers";

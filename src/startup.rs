@@ -1,0 +1,164 @@
+//! Builds the application from settings; used by `main` and by the tests, which build
+//! the same app on port 0.
+use crate::auth::JwtKeys;
+use crate::cache::{Backend, Cache, CachePolicy, MemoryBackend, RedisBackend};
+use crate::config::Settings;
+use crate::graphql::{Limits, Services};
+use crate::http::{AppState, StateInner};
+use crate::services::seed;
+use anyhow::Context;
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    pub state: AppState,
+    pub addr: SocketAddr,
+}
+
+impl App {
+    /// Connects, migrates, seeds the demo when asked and empty, binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let state = build_state(&settings).await?;
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .with_context(|| format!("bind {} (BIND_ADDR)", settings.bind_addr))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            router: crate::http::router(state.clone()),
+            state,
+            addr,
+        })
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, instance = %self.state.instance_id, "listening");
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serve")
+    }
+}
+
+pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let db = crate::db::connect_with(settings).await?;
+    crate::db::migrate(&db).await?;
+    if settings.seed_demo
+        && seed::seed_demo_if_empty(&db, &settings.default_tenant())
+            .await
+            .is_ok_and(|seeded| seeded)
+    {
+        tracing::info!(tenant = %settings.default_tenant(), "loaded demo data");
+    }
+    let cache = build_cache(settings)?;
+    let jwt = JwtKeys::new(&jwt_secret(settings)?);
+    let services = Services {
+        db: db.clone(),
+        cache: cache.clone(),
+    };
+    let limits = Limits {
+        introspection: settings.introspection,
+        ..Limits::default()
+    };
+    Ok(AppState::new(StateInner {
+        schema: crate::graphql::schema::build(services, limits),
+        db,
+        cache,
+        jwt,
+        instance_id: settings
+            .instance_id
+            .clone()
+            .unwrap_or_else(generated_instance_id),
+        default_tenant: settings.default_tenant(),
+    }))
+}
+
+fn generated_instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "shop".into());
+    format!("{host}-{:04x}", rand::random::<u16>())
+}
+
+/// `CACHE_TTL_<MODULE>` in seconds, e.g. `CACHE_TTL_PRODUCTS=120`.
+fn ttl_override(module: &str) -> anyhow::Result<Option<Duration>> {
+    let name = format!("CACHE_TTL_{}", module.to_ascii_uppercase());
+    match std::env::var(&name) {
+        Ok(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map(|secs| Some(Duration::from_secs(secs)))
+            .map_err(|_| anyhow::anyhow!("{name} must be a whole number of seconds, got '{raw}'")),
+        Err(_) => Ok(None),
+    }
+}
+
+pub fn build_cache(settings: &Settings) -> anyhow::Result<Cache> {
+    let mut overrides = std::collections::HashMap::new();
+    for module in CachePolicy::modules() {
+        if let Some(ttl) = ttl_override(module)? {
+            overrides.insert(module, ttl);
+        }
+    }
+    let policy = CachePolicy::new(
+        settings.cache_enabled,
+        settings.cache_key_prefix.clone(),
+        Duration::from_secs(settings.cache_negative_ttl),
+        settings.cache_ttl_jitter,
+        |module| overrides.get(module).copied(),
+    );
+    let backend = match &settings.redis_url {
+        Some(url) => Backend::Redis(
+            RedisBackend::connect(
+                url,
+                &settings.redis_replica_urls,
+                &settings.cache_key_prefix,
+            )
+            .context("REDIS_URL")?,
+        ),
+        None => Backend::Memory(MemoryBackend::new(settings.cache_max_entries)),
+    };
+    Ok(Cache::new(backend, policy))
+}
+
+/// `JWT_SECRET`, or (embedded default) a secret generated once and kept in `DATA_DIR`
+/// so that `token` and `serve` agree.
+pub fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = settings.data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    write_secret(&path)
+}
+
+fn write_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(path, &secret).with_context(|| format!("write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(secret.into_bytes())
+}

@@ -1,0 +1,270 @@
+//! `spawn_app()`: the real application on port 0 with a fresh database (SQLite in
+//! memory, or a uniquely named PostgreSQL database when `TEST_DATABASE_URL` is set) and
+//! a unique Redis key prefix (when `TEST_REDIS_URL` is set).
+#![allow(dead_code)]
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use shopgraph::auth::{JwtKeys, Role};
+use shopgraph::config::{AppEnv, LogFormat, Settings};
+use shopgraph::domain::TenantId;
+use shopgraph::startup::App;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub jwt: JwtKeys,
+    pub db: sea_orm::DatabaseConnection,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}_{}_{}_{:06x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// A fresh database URL: in-memory SQLite, or a new PostgreSQL database.
+pub async fn fresh_database_url() -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) => {
+            let name = unique("shop_test");
+            let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
+                panic!("TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
+            });
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap_or_else(|e| panic!("create test database: {e}"));
+            let _ = admin.close().await;
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(base, _)| base);
+            format!("{base}/{name}")
+        }
+        Err(_) => "sqlite::memory:".to_owned(),
+    }
+}
+
+/// The Redis URL for tests, checked to answer: a configured Redis that is down must
+/// fail the suite, not silently degrade it.
+pub async fn test_redis_url() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL").ok()?;
+    let client =
+        redis::Client::open(url.as_str()).unwrap_or_else(|e| panic!("TEST_REDIS_URL: {e}"));
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("TEST_REDIS_URL is set but Redis is unreachable: {e}"));
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("Redis PING failed: {e}"));
+    assert_eq!(pong, "PONG");
+    Some(url)
+}
+
+pub async fn test_settings() -> Settings {
+    Settings {
+        bind_addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        database_url: Some(fresh_database_url().await),
+        db_max_connections: 5,
+        redis_url: test_redis_url().await,
+        redis_replica_urls: Vec::new(),
+        jwt_secret: Some(SECRET.to_owned()),
+        app_env: AppEnv::Development,
+        data_dir: std::env::temp_dir().join(unique("shop_data")),
+        instance_id: Some(unique("test")),
+        cache_enabled: true,
+        cache_key_prefix: unique("test"),
+        cache_negative_ttl: 15,
+        cache_ttl_jitter: 0,
+        cache_max_entries: 10_000,
+        introspection: true,
+        log_format: LogFormat::Text,
+        seed_demo: false,
+        default_tenant: "default".to_owned(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(test_settings().await).await
+}
+
+pub async fn spawn_with(settings: Settings) -> TestApp {
+    let app = App::build(settings.clone())
+        .await
+        .unwrap_or_else(|e| panic!("build app: {e:#}"));
+    let addr = app.addr;
+    let db = app.state.db.clone();
+    shopgraph::services::customers::ensure_tenant(&db, &tenant("default"), "Default")
+        .await
+        .unwrap_or_else(|e| panic!("tenant: {e}"));
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        jwt: JwtKeys::new(SECRET.as_bytes()),
+        settings,
+        db,
+    }
+}
+
+pub fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn token_in(&self, tenant_name: &str, role: Role, sub: &str) -> String {
+        self.jwt
+            .issue(&tenant(tenant_name), sub, role, chrono::Duration::hours(1))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn staff(&self) -> String {
+        self.token_in("default", Role::Staff, "staff-1")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token_in("default", Role::Admin, "admin-1")
+    }
+
+    pub fn customer(&self, id: i64) -> String {
+        self.token_in("default", Role::Customer, &id.to_string())
+    }
+
+    /// POSTs a GraphQL request with optional bearer token and extra headers; returns
+    /// the HTTP response.
+    pub async fn post(
+        &self,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Bearer {token}"))
+                    .unwrap_or_else(|_| unreachable!()),
+            );
+        }
+        for (name, value) in extra {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|e| panic!("{e}")),
+                HeaderValue::from_str(value).unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        self.client
+            .post(self.url("/graphql"))
+            .headers(headers)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /graphql: {e}"))
+    }
+
+    /// Runs a GraphQL operation and returns the whole JSON response.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.gql_with(token, &[], query, variables).await
+    }
+
+    pub async fn gql_with(
+        &self,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        let response = self
+            .post(
+                token,
+                extra,
+                &json!({ "query": query, "variables": variables }),
+            )
+            .await;
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+    }
+
+    /// Runs an operation that must succeed; returns `data`.
+    pub async fn data(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Runs an operation with `X-Debug: 1`; returns the whole response.
+    pub async fn debug(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self
+            .gql_with(token, &[("x-debug", "1")], query, variables)
+            .await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body
+    }
+
+    pub async fn create_category(&self, name: &str) -> String {
+        let data = self
+            .data(
+                Some(&self.staff()),
+                "mutation($name: String!) { createCategory(input: {name: $name}) { id } }",
+                json!({ "name": name }),
+            )
+            .await;
+        id_of(&data["createCategory"])
+    }
+
+    pub async fn create_product(&self, sku: &str, name: &str, price: &str, stock: i32) -> String {
+        let data = self
+            .data(
+                Some(&self.staff()),
+                "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }",
+                json!({ "input": { "sku": sku, "name": name, "price": price, "stock": stock } }),
+            )
+            .await;
+        id_of(&data["createProduct"])
+    }
+
+    pub async fn create_customer(&self, name: &str, email: &str) -> i64 {
+        let data = self
+            .data(
+                None,
+                "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }",
+                json!({ "input": { "name": name, "email": email } }),
+            )
+            .await;
+        id_of(&data["createCustomer"])
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+pub fn id_of(value: &Value) -> String {
+    value["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {value}"))
+        .to_owned()
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}

@@ -1,0 +1,9 @@
+//! Black-box tests over a real socket. They run on SQLite + in-process cache by default,
+//! and on PostgreSQL + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set.
+mod auth;
+mod cache;
+mod cart;
+mod catalog;
+mod helpers;
+mod http;
+mod n_plus_one;
