@@ -12,6 +12,7 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerResult, Value, Variables};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ impl ExtensionFactory for CacheExtension {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(RequestCache {
             cache: self.cache.clone(),
+            whole_response_cacheable: AtomicBool::new(false),
             operation_name: Mutex::new(None),
             document: Mutex::new(None),
         })
@@ -97,6 +99,9 @@ impl CacheTrace {
 
 struct RequestCache {
     cache: Cache,
+    /// Whether the operation is a query whose root selections are all cacheable fields
+    /// (`__typename` or an uncached field makes the response `no-store`).
+    whole_response_cacheable: AtomicBool,
     operation_name: Mutex<Option<String>>,
     document: Mutex<Option<Arc<DocumentContext>>>,
 }
@@ -150,9 +155,14 @@ impl Extension for RequestCache {
         let doc = next.run(ctx, query, variables).await?;
         let operation = self.operation_name.lock().ok().and_then(|n| n.clone());
         let context = DocumentContext::new(&doc, operation.as_deref(), variables);
+        let cacheable = context.only_fields(&doc, operation.as_deref(), |name| {
+            self.cache.policy().fields.contains_key(name)
+        });
         if let Ok(mut slot) = self.document.lock() {
             *slot = Some(Arc::new(context));
         }
+        self.whole_response_cacheable
+            .store(cacheable, Ordering::Relaxed);
         Ok(doc)
     }
 
@@ -182,7 +192,8 @@ impl Extension for RequestCache {
             return next.run(ctx, info).await;
         };
         if let Some(trace) = trace {
-            trace.control(Some((policy.scope, policy.ttl)));
+            let cacheable = self.whole_response_cacheable.load(Ordering::Relaxed);
+            trace.control(cacheable.then_some((policy.scope, policy.ttl)));
         }
         let response_key = info.alias.unwrap_or(info.name).to_owned();
         if !self.cache.enabled() {

@@ -4,7 +4,8 @@
 use super::backend::EntryInfo;
 use async_graphql::parser::types::Directive;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Field, FragmentDefinition, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, Field, FragmentDefinition, OperationDefinition,
+    Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value, Variables};
 
@@ -30,12 +31,7 @@ impl DocumentContext {
         variables: &Variables,
     ) -> Self {
         let mut variables = variables.clone();
-        let operation = match (&doc.operations, operation_name) {
-            (DocumentOperations::Single(op), _) => Some(op),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-            (DocumentOperations::Multiple(ops), None) => ops.values().next(),
-        };
-        if let Some(operation) = operation {
+        if let Some(operation) = selected_operation(doc, operation_name) {
             for definition in &operation.node.variable_definitions {
                 let name = definition.node.name.node.clone();
                 if let (false, Some(default)) = (
@@ -138,6 +134,29 @@ impl DocumentContext {
         self.write_selection(out, &field.selection_set.node, depth + 1);
     }
 
+    /// Whether the selected operation is a query whose root selections are all fields
+    /// accepted by `cacheable` (fragments at the root count as not cacheable).
+    pub fn only_fields(
+        &self,
+        doc: &ExecutableDocument,
+        operation_name: Option<&str>,
+        cacheable: impl Fn(&str) -> bool,
+    ) -> bool {
+        selected_operation(doc, operation_name).is_some_and(|op| {
+            op.node.ty == async_graphql::parser::types::OperationType::Query
+                && op
+                    .node
+                    .selection_set
+                    .node
+                    .items
+                    .iter()
+                    .all(|item| match &item.node {
+                        Selection::Field(field) => cacheable(&field.node.name.node),
+                        _ => false,
+                    })
+        })
+    }
+
     /// The canonical text of a field: arguments resolved, fragments expanded.
     pub fn canonical_field(&self, field: &Field) -> String {
         let mut out = String::new();
@@ -149,6 +168,19 @@ impl DocumentContext {
         }
         self.write_selection(&mut out, &field.selection_set.node, 1);
         out
+    }
+}
+
+/// The operation a request runs: the named one, or the only one.
+pub fn selected_operation<'a>(
+    doc: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
     }
 }
 

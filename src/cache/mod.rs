@@ -20,6 +20,7 @@ mod tags;
 
 pub use backend::{Backend, BackendState, EntryInfo};
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
+pub use keys::selected_operation;
 pub use memory::MemoryBackend;
 pub use policy::{CachePolicy, ModulePolicy, Scope};
 pub use redis_backend::RedisBackend;

@@ -1,4 +1,5 @@
 //! The GraphQL API: schema, roots per domain, types, loaders, request context.
+mod admin;
 mod catalog;
 pub mod context;
 pub mod loaders;

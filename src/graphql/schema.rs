@@ -1,14 +1,15 @@
 //! Builds the schema: roots merged per domain, limits, extensions.
+use super::admin::{AdminMutation, AdminQuery};
 use super::catalog::{CatalogMutation, CatalogQuery};
 use super::context::Services;
 use super::people::{PeopleMutation, PeopleQuery};
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
 #[derive(MergedObject, Default)]
-pub struct Query(CatalogQuery, PeopleQuery);
+pub struct Query(CatalogQuery, PeopleQuery, AdminQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(CatalogMutation, PeopleMutation);
+pub struct Mutation(CatalogMutation, PeopleMutation, AdminMutation);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -10,7 +10,7 @@ use crate::domain::TenantId;
 use crate::error::AppError;
 use crate::graphql::{RequestContext, loaders::Loaders};
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Data, Request};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
@@ -176,13 +176,8 @@ fn is_mutation(request: &Request) -> bool {
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
         return false;
     };
-    let operation = match (&doc.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        _ => None,
-    };
-    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
+    crate::cache::selected_operation(&doc, request.operation_name.as_deref())
+        .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 async fn execute(

@@ -1,1 +1,477 @@
+use crate::helpers::{TestApp, error_code, spawn_app, spawn_with, test_settings};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::{Notify, oneshot};
 
+const PRODUCTS: &str =
+    "query($n: Int) { products(first: $n) { edges { node { id name price updatedAt } } } }";
+
+fn outcome(body: &Value, field: &str) -> String {
+    body["extensions"]["debug"]["cache"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["field"] == field))
+        .and_then(|f| f["outcome"].as_str())
+        .unwrap_or("none")
+        .to_owned()
+}
+
+fn statements(body: &Value) -> u64 {
+    body["extensions"]["debug"]["dbStatements"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+}
+
+async fn seeded() -> TestApp {
+    let app = spawn_app().await;
+    app.create_product("MUG", "Mug", "7.50", 10).await;
+    app.create_product("LAMP", "Lamp", "19.99", 5).await;
+    app
+}
+
+#[tokio::test]
+async fn a_second_identical_query_is_a_hit_that_runs_no_sql_and_returns_the_same_data() {
+    let app = seeded().await;
+    let first = app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    assert_eq!(outcome(&first, "products"), "miss");
+    assert!(statements(&first) >= 1);
+    let second = app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    assert_eq!(outcome(&second, "products"), "hit");
+    assert_eq!(statements(&second), 0);
+    // Decimals and timestamps survive the round trip exactly.
+    assert_eq!(first["data"], second["data"]);
+    assert_eq!(
+        second["data"]["products"]["edges"][0]["node"]["price"],
+        "19.99"
+    );
+}
+
+#[tokio::test]
+async fn a_different_selection_set_or_variables_is_a_different_entry() {
+    let app = seeded().await;
+    app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    let other_selection = app
+        .debug(
+            None,
+            "query($n: Int) { products(first: $n) { edges { node { id sku } } } }",
+            json!({"n": 5}),
+        )
+        .await;
+    assert_eq!(outcome(&other_selection, "products"), "miss");
+    let other_variables = app.debug(None, PRODUCTS, json!({"n": 1})).await;
+    assert_eq!(outcome(&other_variables, "products"), "miss");
+    assert_eq!(
+        other_variables["data"]["products"]["edges"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // The same field written with a literal instead of a variable is the same entry.
+    let literal = app
+        .debug(
+            None,
+            "{ products(first: 5) { edges { node { id name price updatedAt } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(outcome(&literal, "products"), "hit");
+}
+
+#[tokio::test]
+async fn private_entries_never_cross_users() {
+    let app = seeded().await;
+    let ana = app.create_customer("Ana", "ana@example.com").await;
+    let bruno = app.create_customer("Bruno", "bruno@example.com").await;
+    let product = app
+        .data(
+            None,
+            "{ products(first: 1) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let product = product["products"]["edges"][0]["node"]["id"].clone();
+    let ana_token = app.customer(ana);
+    app.data(
+        Some(&ana_token),
+        "mutation($p: ID!) { addToCart(productId: $p) { id } }",
+        json!({"p": product}),
+    )
+    .await;
+    let q = "{ cart { id itemCount } }";
+    let ana_cart = app.debug(Some(&ana_token), q, json!({})).await;
+    assert_eq!(outcome(&ana_cart, "cart"), "miss");
+    let bruno_cart = app.debug(Some(&app.customer(bruno)), q, json!({})).await;
+    assert_eq!(outcome(&bruno_cart, "cart"), "miss");
+    assert_eq!(
+        bruno_cart["data"]["cart"],
+        json!({"id": bruno.to_string(), "itemCount": 0})
+    );
+    let ana_again = app.debug(Some(&ana_token), q, json!({})).await;
+    assert_eq!(outcome(&ana_again, "cart"), "hit");
+    assert_eq!(ana_again["data"]["cart"]["itemCount"], 1);
+}
+
+#[tokio::test]
+async fn tenants_never_share_entries() {
+    let app = seeded().await;
+    shopgraph::services::customers::ensure_tenant(
+        &app.db,
+        &crate::helpers::tenant("other"),
+        "Other",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let default = app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    let other = app
+        .gql_with(
+            None,
+            &[("x-debug", "1"), ("x-tenant", "other")],
+            PRODUCTS,
+            json!({"n": 5}),
+        )
+        .await;
+    assert_eq!(outcome(&other, "products"), "miss");
+    assert_eq!(other["data"]["products"]["edges"], json!([]));
+    assert_ne!(default["data"], other["data"]);
+}
+
+#[tokio::test]
+async fn each_mutation_invalidates_what_it_changed_and_nothing_else() {
+    let app = seeded().await;
+    let staff = app.staff();
+    let ids = app
+        .data(
+            None,
+            "{ products(sort: NAME) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let (lamp, mug) = (
+        ids["products"]["edges"][0]["node"]["id"].clone(),
+        ids["products"]["edges"][1]["node"]["id"].clone(),
+    );
+    let ana = app.create_customer("Ana", "ana@example.com").await;
+    let ana_token = app.customer(ana);
+    app.data(
+        Some(&ana_token),
+        "mutation($p: ID!) { addToCart(productId: $p) { id } }",
+        json!({"p": lamp}),
+    )
+    .await;
+
+    let one = "query($id: ID!) { product(id: $id) { name price } }";
+    let cart = "{ cart { total items { product { price } } } }";
+    async fn warm_all(
+        app: &TestApp,
+        ana_token: &str,
+        lamp: &Value,
+        mug: &Value,
+        one: &str,
+        cart: &str,
+    ) {
+        app.debug(None, one, json!({"id": lamp})).await;
+        app.debug(None, one, json!({"id": mug})).await;
+        app.debug(None, "{ categories { name } }", json!({})).await;
+        app.debug(None, PRODUCTS, json!({"n": 5})).await;
+        app.debug(Some(ana_token), cart, json!({})).await;
+    }
+    warm_all(&app, &ana_token, &lamp, &mug, one, cart).await;
+
+    // A price change drops that product, the lists, and the carts that embed it.
+    app.data(
+        Some(&staff),
+        "mutation($id: ID!) { updateProduct(id: $id, input: {price: \"25.00\"}) { id } }",
+        json!({"id": lamp}),
+    )
+    .await;
+    let lamp_after = app.debug(None, one, json!({"id": lamp})).await;
+    assert_eq!(
+        (
+            outcome(&lamp_after, "product"),
+            lamp_after["data"]["product"]["price"].clone()
+        ),
+        ("miss".into(), json!("25.00"))
+    );
+    let mug_after = app.debug(None, one, json!({"id": mug})).await;
+    assert_eq!(outcome(&mug_after, "product"), "hit");
+    let categories_after = app.debug(None, "{ categories { name } }", json!({})).await;
+    assert_eq!(outcome(&categories_after, "categories"), "hit");
+    let list_after = app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    assert_eq!(outcome(&list_after, "products"), "miss");
+    let cart_after = app.debug(Some(&ana_token), cart, json!({})).await;
+    assert_eq!(
+        (
+            outcome(&cart_after, "cart"),
+            cart_after["data"]["cart"]["total"].clone()
+        ),
+        ("miss".into(), json!("25.00"))
+    );
+
+    // A cart change drops only that cart.
+    warm_all(&app, &ana_token, &lamp, &mug, one, cart).await;
+    app.data(
+        Some(&ana_token),
+        "mutation($p: ID!) { addToCart(productId: $p) { id } }",
+        json!({"p": mug}),
+    )
+    .await;
+    let cart_changed = app.debug(Some(&ana_token), cart, json!({})).await;
+    assert_eq!(
+        (
+            outcome(&cart_changed, "cart"),
+            cart_changed["data"]["cart"]["total"].clone()
+        ),
+        ("miss".into(), json!("32.50"))
+    );
+    for (query, field, vars) in [
+        (one, "product", json!({"id": lamp})),
+        (PRODUCTS, "products", json!({"n": 5})),
+        ("{ categories { name } }", "categories", json!({})),
+    ] {
+        let body = app.debug(None, query, vars).await;
+        assert_eq!(
+            outcome(&body, field),
+            "hit",
+            "{field} should survive a cart change"
+        );
+    }
+
+    // A new category drops the category list only.
+    app.create_category("Lighting").await;
+    let categories_new = app.debug(None, "{ categories { name } }", json!({})).await;
+    assert_eq!(outcome(&categories_new, "categories"), "miss");
+    assert_eq!(
+        categories_new["data"]["categories"],
+        json!([{"name": "Lighting"}])
+    );
+    let mug_still = app.debug(None, one, json!({"id": mug})).await;
+    assert_eq!(outcome(&mug_still, "product"), "hit");
+
+    // Deleting a product drops it (the next read is null) and the carts holding it.
+    app.data(
+        Some(&staff),
+        "mutation($id: ID!) { deleteProduct(id: $id) }",
+        json!({"id": mug}),
+    )
+    .await;
+    let mug_gone = app.debug(None, one, json!({"id": mug})).await;
+    assert_eq!(mug_gone["data"]["product"], Value::Null);
+    let cart_without = app.debug(Some(&ana_token), cart, json!({})).await;
+    assert_eq!(cart_without["data"]["cart"]["total"], "25.00");
+}
+
+#[tokio::test]
+async fn a_slow_reader_cannot_store_a_value_it_read_before_a_write() {
+    let app = seeded().await;
+    let (loaded_tx, loaded_rx) = oneshot::channel::<()>();
+    let loaded_tx = Arc::new(std::sync::Mutex::new(Some(loaded_tx)));
+    let proceed = Arc::new(Notify::new());
+    let hook_proceed = proceed.clone();
+    // Pause the first products load between its database read and its cache store.
+    app.cache.set_store_hook(Some(Arc::new(move |key: String| {
+        let (loaded_tx, proceed) = (loaded_tx.clone(), hook_proceed.clone());
+        Box::pin(async move {
+            if key.contains(":products:products:") {
+                let sender = loaded_tx.lock().ok().and_then(|mut s| s.take());
+                if let Some(sender) = sender {
+                    let _ = sender.send(());
+                    proceed.notified().await;
+                }
+            }
+        })
+    })));
+    let slow_reader = {
+        let app = app.clone_handle();
+        tokio::spawn(async move { app.debug(None, PRODUCTS, json!({"n": 5})).await })
+    };
+    loaded_rx
+        .await
+        .unwrap_or_else(|e| panic!("the reader never loaded: {e}"));
+    let id = app
+        .data(
+            None,
+            "{ products(sort: NAME) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let lamp = id["products"]["edges"][0]["node"]["id"].clone();
+    app.data(
+        Some(&app.staff()),
+        "mutation($id: ID!) { updateProduct(id: $id, input: {name: \"Desk lamp\"}) { id } }",
+        json!({"id": lamp}),
+    )
+    .await;
+    proceed.notify_one();
+    let stale = slow_reader.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stale.to_string().contains("\"Lamp\""),
+        "the slow reader read before the write: {stale}"
+    );
+    app.cache.set_store_hook(None);
+    let after = app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    assert_eq!(
+        outcome(&after, "products"),
+        "miss",
+        "the stale value was stored"
+    );
+    assert!(after.to_string().contains("Desk lamp"), "{after}");
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_misses_on_one_key_cause_one_load() {
+    let app = seeded().await;
+    let query = "{ products(first: 7) { edges { node { id name } } } }";
+    let requests = (0..100).map(|_| {
+        let app = &app;
+        async move { app.debug(None, query, json!({})).await }
+    });
+    let bodies: Vec<Value> = futures_util::future::join_all(requests).await;
+    let total: u64 = bodies.iter().map(statements).sum();
+    let misses = bodies
+        .iter()
+        .filter(|b| outcome(b, "products") == "miss")
+        .count();
+    assert_eq!(total, 1, "statements across 100 requests");
+    assert_eq!(misses, 1);
+    assert!(bodies.iter().all(|b| b["data"] == bodies[0]["data"]));
+}
+
+#[tokio::test]
+async fn negative_results_are_cached_and_dropped_by_the_products_tag() {
+    let app = seeded().await;
+    let q = "{ product(id: \"4242\") { id } }";
+    let first = app.debug(None, q, json!({})).await;
+    assert_eq!(
+        (first["data"]["product"].clone(), outcome(&first, "product")),
+        (Value::Null, "miss".into())
+    );
+    let second = app.debug(None, q, json!({})).await;
+    assert_eq!(outcome(&second, "product"), "hit");
+    assert_eq!(statements(&second), 0);
+}
+
+#[tokio::test]
+async fn cache_control_follows_scope_and_max_age() {
+    let app = seeded().await;
+    let get = app
+        .client
+        .get(app.url("/graphql?query=%7Bcategories%7Bname%7D%7D"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(get.headers()["cache-control"], "public, max-age=300");
+    let mixed = app
+        .post(
+            None,
+            &[],
+            &json!({"query": "{ categories { name } products { totalCount } }"}),
+        )
+        .await;
+    assert_eq!(mixed.headers()["cache-control"], "private, max-age=60");
+    let uncacheable = app
+        .post(
+            None,
+            &[],
+            &json!({"query": "{ categories { name } __typename }"}),
+        )
+        .await;
+    assert_eq!(uncacheable.headers()["cache-control"], "no-store");
+    let ana = app.create_customer("Ana", "ana@example.com").await;
+    let cart = app
+        .post(
+            Some(&app.customer(ana)),
+            &[],
+            &json!({"query": "{ cart { id } }"}),
+        )
+        .await;
+    assert_eq!(cart.headers()["cache-control"], "private, max-age=1800");
+}
+
+#[tokio::test]
+async fn disabled_cache_bypasses_and_says_so() {
+    let mut settings = test_settings().await;
+    settings.cache_enabled = false;
+    let app = spawn_with(settings).await;
+    app.create_product("P", "P", "1.00", 1).await;
+    let first = app.debug(None, PRODUCTS, json!({})).await;
+    let second = app.debug(None, PRODUCTS, json!({})).await;
+    assert_eq!(outcome(&second, "products"), "bypass");
+    assert!(statements(&second) >= 1);
+    assert_eq!(first["data"], second["data"]);
+    let health: Value = app
+        .client
+        .get(app.url("/health/cache"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(health["status"], "disabled");
+}
+
+#[tokio::test]
+async fn admins_see_stats_and_entries_and_invalidate_by_module_or_tag() {
+    let app = seeded().await;
+    app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    app.debug(None, "{ categories { name } }", json!({})).await;
+    let admin = app.admin();
+    let stats = app.data(Some(&admin), "{ cacheStats { hits misses hitRatio sets state backend modules { module hits misses } } }", json!({})).await;
+    let stats = &stats["cacheStats"];
+    assert_eq!(
+        (
+            stats["hits"].as_u64(),
+            stats["misses"].as_u64(),
+            stats["sets"].as_u64()
+        ),
+        (Some(1), Some(2), Some(2))
+    );
+    assert_eq!(stats["hitRatio"].as_f64(), Some(1.0 / 3.0));
+    assert_eq!(stats["state"], "OK");
+    let entries = app
+        .data(
+            Some(&admin),
+            "{ cacheEntries { key module tags ttlSeconds bytes } }",
+            json!({}),
+        )
+        .await;
+    let entries = entries["cacheEntries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.iter().all(
+        |e| e["key"].as_str().is_some_and(|k| k.contains(":t:default:"))
+            && e["bytes"].as_i64() > Some(0)
+    ));
+    let by_module = app
+        .data(
+            Some(&admin),
+            "mutation { invalidateCache(module: \"categories\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(by_module["invalidateCache"], 1);
+    let products_still = app.debug(None, PRODUCTS, json!({"n": 5})).await;
+    assert_eq!(outcome(&products_still, "products"), "hit");
+    let all = app
+        .data(Some(&admin), "mutation { invalidateCache }", json!({}))
+        .await;
+    assert_eq!(all["invalidateCache"], 1);
+    let refused = app
+        .gql(
+            Some(&app.staff()),
+            "mutation { invalidateCache }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&refused), "FORBIDDEN");
+    let unknown = app
+        .gql(
+            Some(&admin),
+            "mutation { invalidateCache(module: \"nope\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&unknown), "BAD_USER_INPUT");
+}

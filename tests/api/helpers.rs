@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
 
+#[derive(Clone)]
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub cache: shopgraph::cache::Cache,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub jwt: JwtKeys,
@@ -107,12 +109,14 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         .unwrap_or_else(|e| panic!("build app: {e:#}"));
     let addr = app.addr;
     let db = app.state.db.clone();
+    let cache = app.state.cache.clone();
     shopgraph::services::customers::ensure_tenant(&db, &tenant("default"), "Default")
         .await
         .unwrap_or_else(|e| panic!("tenant: {e}"));
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
+        cache,
         client: reqwest::Client::new(),
         jwt: JwtKeys::new(SECRET.as_bytes()),
         settings,
@@ -125,6 +129,11 @@ pub fn tenant(name: &str) -> TenantId {
 }
 
 impl TestApp {
+    /// A handle to the same running app, for moving into spawned tasks.
+    pub fn clone_handle(&self) -> Self {
+        self.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
