@@ -53,6 +53,8 @@ pub struct Slot<'a> {
 
 struct Inner {
     store_hook: Mutex<Option<StoreHook>>,
+    /// Invalidations the backend refused, replayed in order when it answers again.
+    pending: Mutex<Vec<(TenantId, Vec<String>)>>,
     backend: Backend,
     policy: CachePolicy,
     stats: stats::Stats,
@@ -104,6 +106,7 @@ impl Cache {
     pub fn new(backend: Backend, policy: CachePolicy) -> Self {
         Self(Arc::new(Inner {
             store_hook: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
             backend,
             policy,
             stats: stats::Stats::default(),
@@ -267,9 +270,48 @@ impl Cache {
             }
             Err(_) => {
                 self.0.stats.error("invalidate");
+                self.defer_invalidation(tenant, tags);
                 0
             }
         }
+    }
+
+    /// Keeps an invalidation that could not reach the backend and replays it until it
+    /// does: a Redis that comes back with its data (append-only) must not serve entries
+    /// that a mutation made stale while it was away.
+    fn defer_invalidation(&self, tenant: &TenantId, tags: &[String]) {
+        let Ok(mut pending) = self.0.pending.lock() else {
+            return;
+        };
+        pending.push((tenant.clone(), tags.to_vec()));
+        if pending.len() > 1 {
+            return; // a replay task is already running
+        }
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let batch: Vec<(TenantId, Vec<String>)> = match inner.pending.lock() {
+                    Ok(pending) => pending.clone(),
+                    Err(_) => return,
+                };
+                let mut replayed = 0;
+                for (tenant, tags) in &batch {
+                    if inner.backend.invalidate(tenant, tags).await.is_err() {
+                        break;
+                    }
+                    replayed += 1;
+                }
+                if let Ok(mut pending) = inner.pending.lock() {
+                    pending.drain(..replayed);
+                    if pending.is_empty() {
+                        tracing::info!(replayed, "deferred cache invalidations replayed");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     pub async fn entries(

@@ -7,3 +7,5 @@ mod catalog;
 mod helpers;
 mod http;
 mod n_plus_one;
+mod redis;
+mod redis_process;

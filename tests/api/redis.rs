@@ -1,0 +1,241 @@
+//! Real-Redis behaviour: outages, stalls, several instances, read replicas. These run
+//! whenever TEST_REDIS_URL is set (always in CI).
+use crate::helpers::{TestApp, spawn_with, test_redis_url, test_settings};
+use crate::redis_process::{RedisProcess, free_port};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const PRODUCTS: &str = "{ products(first: 5) { edges { node { id name price } } } }";
+
+fn outcome(body: &Value, field: &str) -> String {
+    body["extensions"]["debug"]["cache"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["field"] == field))
+        .and_then(|f| f["outcome"].as_str())
+        .unwrap_or("none")
+        .to_owned()
+}
+
+async fn cache_health(app: &TestApp) -> String {
+    let body: Value = app
+        .client
+        .get(app.url("/health/cache"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Polls `check` until it holds or the deadline passes.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_served_from_the_database_and_the_cache_recovers_by_itself() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let port = free_port();
+    let redis = RedisProcess::start(port, None).await;
+    let mut settings = test_settings().await;
+    settings.redis_url = Some(redis.url());
+    let app = spawn_with(settings).await;
+    app.create_product("MUG", "Mug", "7.50", 3).await;
+    app.debug(None, PRODUCTS, json!({})).await;
+    assert_eq!(
+        outcome(&app.debug(None, PRODUCTS, json!({})).await, "products"),
+        "hit"
+    );
+
+    drop(redis);
+    for _ in 0..5 {
+        let body = app.debug(None, PRODUCTS, json!({})).await;
+        assert_eq!(body["data"]["products"]["edges"][0]["node"]["name"], "Mug");
+        assert_ne!(outcome(&body, "products"), "hit");
+    }
+    // Mutations succeed too; their invalidation is lost with the cache it targeted.
+    app.create_product("LAMP", "Lamp", "9.00", 1).await;
+    assert_eq!(cache_health(&app).await, "degraded");
+
+    let _redis = RedisProcess::start(port, None).await;
+    eventually("cache hits to resume", || async {
+        app.debug(None, PRODUCTS, json!({})).await;
+        outcome(&app.debug(None, PRODUCTS, json!({})).await, "products") == "hit"
+    })
+    .await;
+    assert_eq!(cache_health(&app).await, "ok");
+    let fresh = app.debug(None, PRODUCTS, json!({})).await;
+    assert_eq!(
+        fresh["data"]["products"]["edges"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_missed_during_an_outage_is_replayed_when_redis_returns_with_its_data() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    // A Redis that keeps its data across the outage, as an append-only one does.
+    let mut redis = RedisProcess::start_persistent(free_port()).await;
+    let mut settings = test_settings().await;
+    settings.redis_url = Some(redis.url());
+    let app = spawn_with(settings).await;
+    let id = app.create_product("MUG", "Mug", "7.50", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    app.debug(None, q, json!({"id": id})).await;
+    redis.kill();
+    app.data(
+        Some(&app.staff()),
+        "mutation($id: ID!) { updateProduct(id: $id, input: {price: \"9.99\"}) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    redis.restart().await;
+    eventually("the stale entry to be dropped", || async {
+        let body = app.debug(None, q, json!({"id": id})).await;
+        body["data"]["product"]["price"] == "9.99" && outcome(&body, "product") != "bypass"
+    })
+    .await;
+    let again = app.debug(None, q, json!({"id": id})).await;
+    assert_eq!(again["data"]["product"]["price"], "9.99");
+}
+
+#[tokio::test]
+async fn a_redis_that_accepts_but_never_answers_costs_a_bounded_wait_not_an_error() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = stall.local_addr().map(|a| a.port()).unwrap_or_default();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stall.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut settings = test_settings().await;
+    settings.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let app = spawn_with(settings).await;
+    app.create_product("MUG", "Mug", "7.50", 3).await;
+    let started = Instant::now();
+    let body = app.debug(None, PRODUCTS, json!({})).await;
+    assert_eq!(body["data"]["products"]["edges"][0]["node"]["name"], "Mug");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(cache_health(&app).await, "degraded");
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_is_seen_at_once_by_another_sharing_redis() {
+    let Some(_) = test_redis_url().await else {
+        return;
+    };
+    let mut first_settings = test_settings().await;
+    if first_settings.database_url.as_deref() == Some("sqlite::memory:") {
+        let file = std::env::temp_dir().join(format!("shop-shared-{}.db", rand::random::<u32>()));
+        first_settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
+    }
+    let mut second_settings = test_settings().await;
+    second_settings
+        .database_url
+        .clone_from(&first_settings.database_url);
+    second_settings
+        .cache_key_prefix
+        .clone_from(&first_settings.cache_key_prefix);
+    let a = spawn_with(first_settings).await;
+    let b = spawn_with(second_settings).await;
+    let id = a.create_product("MUG", "Mug", "7.50", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    b.debug(None, q, json!({"id": id})).await;
+    assert_eq!(
+        outcome(&b.debug(None, q, json!({"id": id})).await, "product"),
+        "hit"
+    );
+    for price in ["8.00", "8.50", "9.00"] {
+        a.data(
+            Some(&a.staff()),
+            "mutation($id: ID!, $p: Decimal!) { updateProduct(id: $id, input: {price: $p}) { id } }",
+            json!({"id": id, "p": price}),
+        )
+        .await;
+        let seen = b.debug(None, q, json!({"id": id})).await;
+        assert_eq!(seen["data"]["product"]["price"], price);
+    }
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_stay_fresh_after_writes_and_survive_a_dead_replica() {
+    let Some(primary_url) = test_redis_url().await else {
+        return;
+    };
+    let primary_port = redis::parse_redis_url(&primary_url)
+        .and_then(|u| u.port())
+        .unwrap_or(6379);
+    let replica_1 = RedisProcess::start(free_port(), Some(primary_port)).await;
+    let replica_2 = RedisProcess::start(free_port(), Some(primary_port)).await;
+    let mut settings = test_settings().await;
+    settings.redis_replica_urls = vec![replica_1.url(), replica_2.url()];
+    let app = spawn_with(settings).await;
+    let id = app.create_product("MUG", "Mug", "7.00", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    let (before_1, before_2) = (replica_1.calls("mget").await, replica_2.calls("mget").await);
+    for cents in 10..30 {
+        let price = format!("7.{cents}");
+        app.data(
+            Some(&app.staff()),
+            "mutation($id: ID!, $p: Decimal!) { updateProduct(id: $id, input: {price: $p}) { id } }",
+            json!({"id": id, "p": price}),
+        )
+        .await;
+        for _ in 0..2 {
+            let seen = app.debug(None, q, json!({"id": id})).await;
+            assert_eq!(
+                seen["data"]["product"]["price"], price,
+                "a read after the write saw older data"
+            );
+        }
+    }
+    assert!(
+        replica_1.calls("mget").await > before_1,
+        "replica 1 served no reads"
+    );
+    assert!(
+        replica_2.calls("mget").await > before_2,
+        "replica 2 served no reads"
+    );
+
+    drop(replica_1);
+    for cents in 40..45 {
+        let price = format!("7.{cents}");
+        app.data(
+            Some(&app.staff()),
+            "mutation($id: ID!, $p: Decimal!) { updateProduct(id: $id, input: {price: $p}) { id } }",
+            json!({"id": id, "p": price}),
+        )
+        .await;
+        let seen = app.debug(None, q, json!({"id": id})).await;
+        assert!(seen.get("errors").is_none(), "{seen}");
+        assert_eq!(seen["data"]["product"]["price"], price);
+    }
+}
