@@ -153,6 +153,40 @@ pub struct Settings {
     #[arg(long, env = "SEED_DEMO", value_name = "SEED_DEMO", default_value = "true", value_parser = BoolishValueParser::new(), global = true)]
     pub seed_demo: bool,
 
+    /// Checkout workers this process runs (0 = API only, like `serve --no-worker`).
+    #[arg(
+        long,
+        env = "WORKER_CONCURRENCY",
+        value_name = "WORKER_CONCURRENCY",
+        default_value_t = 4,
+        global = true
+    )]
+    pub worker_concurrency: usize,
+
+    /// Seconds a worker holds a claimed saga before another may resume it.
+    #[arg(
+        long,
+        env = "SAGA_LEASE_SECS",
+        value_name = "SAGA_LEASE_SECS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub saga_lease_secs: u64,
+
+    /// Simulated payment gateway latency.
+    #[arg(
+        long,
+        env = "PAYMENT_LATENCY_MS",
+        value_name = "PAYMENT_LATENCY_MS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub payment_latency_ms: u64,
+
+    /// Tests set failure rates here; otherwise `SAGA_FAIL_RATE_<STEP>` is read.
+    #[arg(skip)]
+    pub fail_rates: Option<crate::checkout::gateway::FailureRates>,
+
     /// Tenant for anonymous callers that send no `X-Tenant`.
     #[arg(
         long,
@@ -208,6 +242,12 @@ impl Settings {
         }
         if self.cache_ttl_jitter > 100 {
             bail!("CACHE_TTL_JITTER is a percentage (0-100)");
+        }
+        if self.saga_lease_secs == 0 {
+            bail!("SAGA_LEASE_SECS must be at least 1");
+        }
+        if self.worker_concurrency > 256 {
+            bail!("WORKER_CONCURRENCY must be at most 256");
         }
         if self.db_max_connections == 0 {
             bail!("DB_MAX_CONNECTIONS must be at least 1");

@@ -5,6 +5,8 @@
 pub mod auth;
 /// The cache-aside layer: backends, keys, tags, policy and the GraphQL extension.
 pub mod cache;
+/// The checkout saga: acceptance, queue, workers, steps, compensations, events.
+pub mod checkout;
 /// Typed, validated settings from the environment and flags.
 pub mod config;
 /// The database: connection, migrations, statement counting, entities.

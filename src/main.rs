@@ -20,8 +20,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP server (default).
-    Serve,
+    /// Run the HTTP server (default) with WORKER_CONCURRENCY checkout workers.
+    Serve {
+        /// API only: leave checkouts to `worker` processes.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run checkout workers only (WORKER_CONCURRENCY of them), no HTTP.
+    Worker,
     /// Apply pending migrations and exit.
     Migrate,
     /// Load the demo shop, or generate N products and M customers.
@@ -96,13 +102,21 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     settings.validate()?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    match cli.command.unwrap_or(Command::Serve { no_worker: false }) {
+        Command::Serve { no_worker } => {
             init_tracing(settings.log_format);
+            let mut settings = settings;
+            if no_worker {
+                settings.worker_concurrency = 0;
+            }
             App::build(settings)
                 .await?
                 .run_until(shutdown_signal())
                 .await
+        }
+        Command::Worker => {
+            init_tracing(settings.log_format);
+            startup::run_workers(settings, shutdown_signal()).await
         }
         Command::Migrate => {
             init_tracing(settings.log_format);

@@ -2,6 +2,9 @@
 //! the same app on port 0.
 use crate::auth::JwtKeys;
 use crate::cache::{Backend, Cache, CachePolicy, MemoryBackend, RedisBackend};
+use crate::checkout::Engine;
+use crate::checkout::events::Events;
+use crate::checkout::gateway::{FailureRates, Gateway};
 use crate::config::Settings;
 use crate::graphql::{Limits, Services};
 use crate::http::{AppState, StateInner};
@@ -11,6 +14,7 @@ use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -66,9 +70,12 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     }
     let cache = build_cache(settings)?;
     let jwt = JwtKeys::new(&jwt_secret(settings)?);
+    let checkout = build_engine(settings, &db, &cache)?;
+    checkout.spawn_workers(settings.worker_concurrency);
     let services = Services {
         db: db.clone(),
         cache: cache.clone(),
+        checkout,
     };
     let limits = Limits {
         introspection: settings.introspection,
@@ -90,6 +97,48 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
 fn generated_instance_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "shop".into());
     format!("{host}-{:04x}", rand::random::<u16>())
+}
+
+/// The checkout engine: events through Redis when configured, failure injection from
+/// `SAGA_FAIL_RATE_<STEP>`.
+pub fn build_engine(
+    settings: &Settings,
+    db: &sea_orm::DatabaseConnection,
+    cache: &Cache,
+) -> anyhow::Result<Arc<Engine>> {
+    let events = match &settings.redis_url {
+        Some(url) => Events::with_redis(url, &settings.cache_key_prefix).context("REDIS_URL")?,
+        None => Events::in_process(),
+    };
+    Ok(Arc::new(Engine {
+        db: db.clone(),
+        cache: cache.clone(),
+        events,
+        wake: tokio::sync::Notify::new(),
+        gateway: Gateway {
+            latency: Duration::from_millis(settings.payment_latency_ms),
+        },
+        failures: match &settings.fail_rates {
+            Some(rates) => rates.clone(),
+            None => FailureRates::from_env()?,
+        },
+        lease: Duration::from_secs(settings.saga_lease_secs),
+    }))
+}
+
+/// `worker`: checkout workers only, no HTTP.
+pub async fn run_workers(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    settings.validate()?;
+    let db = crate::db::connect_with(&settings).await?;
+    crate::db::migrate(&db).await?;
+    let cache = build_cache(&settings)?;
+    let engine = build_engine(&settings, &db, &cache)?;
+    engine.spawn_workers(settings.worker_concurrency.max(1));
+    shutdown.await;
+    Ok(())
 }
 
 /// `CACHE_TTL_<MODULE>` in seconds, e.g. `CACHE_TTL_PRODUCTS=120`.

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 pub struct Services {
     pub db: DatabaseConnection,
     pub cache: crate::cache::Cache,
+    pub checkout: std::sync::Arc<crate::checkout::Engine>,
 }
 
 /// One request's caller and batch loaders.

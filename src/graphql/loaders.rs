@@ -2,9 +2,11 @@
 //! batched statement, whatever the list sizes. Created per request with the request's
 //! tenant (so batches stay tenant-scoped) and its statement counter (so batched SQL is
 //! counted for `extensions.debug.dbStatements`).
-use crate::db::entities::{cart_items, carts, categories, customers, products};
+use crate::db::entities::{
+    cart_items, carts, categories, customers, order_items, orders, products, saga_steps, sagas,
+};
 use crate::db::{StatementCounter, count_statements};
-use crate::services::{cart, catalog, customers as customer_service};
+use crate::services::{cart, catalog, customers as customer_service, orders as order_service};
 use async_graphql::dataloader::{DataLoader, Loader};
 use futures_util::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -50,21 +52,47 @@ by_id_loader!(
     CartLoader, carts::Model, customer_service::carts_by_customer_ids, customer_id
 );
 
-/// Cart lines grouped by customer id.
-pub struct CartItemsLoader(Scope);
+by_id_loader!(
+    /// Orders by id.
+    OrderLoader, orders::Model, order_service::orders_by_ids, id
+);
+by_id_loader!(
+    /// Sagas by id.
+    SagaLoader, sagas::Model, order_service::sagas_by_ids, id
+);
 
-impl Loader<i64> for CartItemsLoader {
-    type Value = Vec<cart_items::Model>;
-    type Error = DbErr;
+macro_rules! grouped_loader {
+    ($(#[$doc:meta])* $name:ident, $model:ty, $fetch:path, $key:ident) => {
+        $(#[$doc])*
+        pub struct $name(Scope);
 
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let mut grouped: HashMap<i64, Vec<cart_items::Model>> = HashMap::new();
-        for item in cart::items_by_customers(&self.0.db, &self.0.tenant, keys).await? {
-            grouped.entry(item.customer_id).or_default().push(item);
+        impl Loader<i64> for $name {
+            type Value = Vec<$model>;
+            type Error = DbErr;
+
+            async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+                let mut grouped: HashMap<i64, Vec<$model>> = HashMap::new();
+                for row in $fetch(&self.0.db, &self.0.tenant, keys).await? {
+                    grouped.entry(row.$key).or_default().push(row);
+                }
+                Ok(grouped)
+            }
         }
-        Ok(grouped)
-    }
+    };
 }
+
+grouped_loader!(
+    /// Cart lines grouped by customer id.
+    CartItemsLoader, cart_items::Model, cart::items_by_customers, customer_id
+);
+grouped_loader!(
+    /// Order lines grouped by order id.
+    OrderItemsLoader, order_items::Model, order_service::items_by_orders, order_id
+);
+grouped_loader!(
+    /// Saga steps grouped by saga id.
+    SagaStepsLoader, saga_steps::Model, order_service::steps_by_sagas, saga_id
+);
 
 /// A tenant's categories, loaded whole once per request: they are a short list (the
 /// `categories` query returns them unpaginated), so one statement serves every
@@ -93,6 +121,10 @@ pub struct Loaders {
     pub customers: DataLoader<CustomerLoader>,
     pub carts: DataLoader<CartLoader>,
     pub cart_items: DataLoader<CartItemsLoader>,
+    pub orders: DataLoader<OrderLoader>,
+    pub order_items: DataLoader<OrderItemsLoader>,
+    pub sagas: DataLoader<SagaLoader>,
+    pub saga_steps: DataLoader<SagaStepsLoader>,
 }
 
 /// Long enough to gather the keys of one level of a response (polling a few hundred
@@ -116,7 +148,11 @@ impl Loaders {
             },
             customers: make(CustomerLoader(scope.clone()), &counter),
             carts: make(CartLoader(scope.clone()), &counter),
-            cart_items: make(CartItemsLoader(scope), &counter),
+            cart_items: make(CartItemsLoader(scope.clone()), &counter),
+            orders: make(OrderLoader(scope.clone()), &counter),
+            order_items: make(OrderItemsLoader(scope.clone()), &counter),
+            sagas: make(SagaLoader(scope.clone()), &counter),
+            saga_steps: make(SagaStepsLoader(scope), &counter),
         }
     }
 }

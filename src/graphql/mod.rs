@@ -4,6 +4,7 @@ mod catalog;
 pub mod context;
 pub mod loaders;
 mod mutation;
+mod orders;
 mod people;
 pub mod schema;
 mod types;

@@ -2,16 +2,22 @@
 use super::admin::{AdminMutation, AdminQuery};
 use super::catalog::{CatalogMutation, CatalogQuery};
 use super::context::Services;
+use super::orders::{OrdersMutation, OrdersQuery, Subscription};
 use super::people::{PeopleMutation, PeopleQuery};
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 #[derive(MergedObject, Default)]
-pub struct Query(CatalogQuery, PeopleQuery, AdminQuery);
+pub struct Query(CatalogQuery, PeopleQuery, OrdersQuery, AdminQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(CatalogMutation, PeopleMutation, AdminMutation);
+pub struct Mutation(
+    CatalogMutation,
+    PeopleMutation,
+    OrdersMutation,
+    AdminMutation,
+);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits that reject abusive documents before any resolver runs.
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +37,8 @@ impl Default for Limits {
     }
 }
 
-fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
+    let builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
     if limits.introspection {

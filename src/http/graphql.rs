@@ -3,6 +3,7 @@
 //! parse or validate), 405 for a mutation by GET, 406 when nothing in `Accept` is
 //! supported. `/graphql/ws` serves both WebSocket subprotocols.
 use super::AppState;
+use super::idempotency;
 use crate::auth::Actor;
 use crate::cache::CacheTrace;
 use crate::db::{StatementCounter, count_statements};
@@ -169,7 +170,79 @@ pub async fn post_handler(
             &AppError::TooComplex(format!("a batch holds 1 to {MAX_BATCH} operations")),
         );
     }
+    if let (Some(key), BatchRequest::Single(request)) =
+        (header_str(&headers, "idempotency-key"), &batch)
+        && is_mutation(request)
+    {
+        let key = key.trim().to_owned();
+        return run_once(state, &headers, &key, batch, format).await;
+    }
     execute(state, &headers, Method::POST, batch, format).await
+}
+
+/// Runs a mutation request at most once per tenant, caller and `Idempotency-Key`.
+async fn run_once(
+    state: AppState,
+    headers: &HeaderMap,
+    key: &str,
+    batch: BatchRequest,
+    format: Format,
+) -> Response {
+    let actor = match request_actor(&state, headers, format) {
+        Ok(actor) => actor,
+        Err(response) => return *response,
+    };
+    let BatchRequest::Single(request) = &batch else {
+        return execute(state, headers, Method::POST, batch, format).await;
+    };
+    let hash = idempotency::request_hash(request);
+    match idempotency::begin(&state.db, &actor, key, &hash).await {
+        Ok(idempotency::Begin::Replay(body)) => {
+            let mut response = (StatusCode::OK, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Ok(idempotency::Begin::Fresh(record)) => {
+            let response = execute(state.clone(), headers, Method::POST, batch, format).await;
+            let (parts, body) = response.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            if let Err(err) = idempotency::complete(&state.db, record, &bytes).await {
+                tracing::warn!(error = %err, "could not store an idempotent response");
+            }
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(err @ AppError::Conflict(_)) => error_response(StatusCode::CONFLICT, format, &err),
+        Err(err @ AppError::BadInput(_)) => error_response(StatusCode::BAD_REQUEST, format, &err),
+        Err(err) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format, &err),
+    }
+}
+
+/// The caller, or the response that refuses the request.
+fn request_actor(
+    state: &AppState,
+    headers: &HeaderMap,
+    format: Format,
+) -> Result<Actor, Box<Response>> {
+    actor_from(
+        state,
+        header_str(headers, header::AUTHORIZATION.as_str()),
+        header_str(headers, "x-tenant"),
+    )
+    .map_err(|err| {
+        let status = match err {
+            AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Box::new(error_response(status, format, &err))
+    })
 }
 
 fn is_mutation(request: &Request) -> bool {
@@ -188,16 +261,9 @@ async fn execute(
     format: Format,
 ) -> Response {
     let started = Instant::now();
-    let actor = match actor_from(
-        &state,
-        header_str(headers, header::AUTHORIZATION.as_str()),
-        header_str(headers, "x-tenant"),
-    ) {
+    let actor = match request_actor(&state, headers, format) {
         Ok(actor) => actor,
-        Err(err @ AppError::Unauthenticated(_)) => {
-            return error_response(StatusCode::UNAUTHORIZED, format, &err);
-        }
-        Err(err) => return error_response(StatusCode::BAD_REQUEST, format, &err),
+        Err(response) => return *response,
     };
     let debug =
         header_str(headers, "x-debug").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));

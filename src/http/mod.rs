@@ -1,6 +1,7 @@
 //! The HTTP surface: GraphQL (HTTP + WebSocket), health, playground.
 mod graphql;
 mod health;
+mod idempotency;
 mod playground;
 
 use crate::auth::JwtKeys;

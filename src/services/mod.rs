@@ -8,6 +8,7 @@
 pub mod cart;
 pub mod catalog;
 pub mod customers;
+pub mod orders;
 mod pagination;
 pub mod seed;
 pub mod tags;

@@ -26,3 +26,6 @@ pub fn customer(id: EntityId) -> String {
 
 /// Which customers exist.
 pub const CUSTOMERS: &str = "customers";
+
+/// Statistics built from orders (top products, sales and customer stats).
+pub const STATS: &str = "stats";

@@ -96,6 +96,10 @@ pub async fn test_settings() -> Settings {
         log_format: LogFormat::Text,
         seed_demo: false,
         default_tenant: "default".to_owned(),
+        worker_concurrency: 4,
+        saga_lease_secs: 15,
+        payment_latency_ms: 0,
+        fail_rates: None,
     }
 }
 

@@ -35,6 +35,27 @@ impl Customer {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::OrderConnection> {
+        let customer = Some(EntityId::from_db(self.0.id));
+        let page =
+            crate::services::PageRequest::parse(first.unwrap_or(20), after.as_deref()).gql()?;
+        let rows = crate::services::orders::orders(ctx.db()?, ctx.actor()?, customer, None, &page)
+            .await
+            .gql()?;
+        Ok(super::order_connection(
+            rows,
+            super::OrderCount {
+                customer,
+                status: None,
+            },
+        ))
+    }
+
     /// The customer's cart (empty when they never added anything).
     async fn cart(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Cart>> {
         let stored = ctx

@@ -2,10 +2,14 @@
 mod cart;
 mod catalog;
 mod customer;
+mod order;
 
 pub use cart::Cart;
 pub use catalog::{Category, Product, ProductConnection, product_connection};
 pub use customer::{Customer, CustomerConnection, customer_connection};
+pub use order::{
+    Order, OrderConnection, OrderCount, Saga, SagaConnection, order_connection, saga_connection,
+};
 
 use crate::domain::EntityId;
 use async_graphql::ID;

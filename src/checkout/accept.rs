@@ -1,0 +1,307 @@
+//! Accepting work: validate, write the saga row and its steps in one transaction (the
+//! saga row *is* the queue entry), wake a worker, return at once.
+use super::model::{Line, Payload, PaymentMethod, SagaKind, SagaStatus, StepStatus};
+use super::worker::Engine;
+use crate::auth::Actor;
+use crate::db::entities::{cart_items, customers, orders, products, saga_steps, sagas};
+use crate::domain::{EntityId, MAX_QUANTITY, Quantity};
+use crate::error::{AppError, AppResult};
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    SqlErr, TransactionTrait,
+};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub customer: Option<EntityId>,
+    pub payment_method: PaymentMethod,
+    pub payment_token: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+fn check_text(field: &'static str, value: Option<&str>) -> AppResult<()> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > 200 => {
+            Err(AppError::BadInput(format!("{field}: 1 to 200 characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks out the customer's cart.
+#[tracing::instrument(skip(engine, actor, request), fields(tenant = %actor.tenant))]
+pub async fn checkout(engine: &Engine, actor: &Actor, request: Request) -> AppResult<sagas::Model> {
+    let customer = actor.customer_scope(request.customer)?;
+    if let Some(existing) = by_idempotency_key(
+        &engine.db,
+        actor,
+        customer,
+        request.idempotency_key.as_deref(),
+    )
+    .await?
+    {
+        return Ok(existing);
+    }
+    require_customer(&engine.db, actor, customer).await?;
+    let items = cart_items::Entity::find()
+        .filter(cart_items::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(cart_items::Column::CustomerId.eq(customer.get()))
+        .all(&engine.db)
+        .await?;
+    if items.is_empty() {
+        return Err(AppError::BadInput("the cart is empty".into()));
+    }
+    let wanted: Vec<(EntityId, i32)> = items
+        .iter()
+        .map(|i| (EntityId::from_db(i.product_id), i.quantity))
+        .collect();
+    let lines = priced_lines(&engine.db, actor, &wanted).await?;
+    accept(
+        engine,
+        actor,
+        customer,
+        SagaKind::Checkout,
+        request,
+        lines,
+        true,
+        None,
+    )
+    .await
+}
+
+/// Places an order for explicit items (the cart is left alone).
+#[tracing::instrument(skip(engine, actor, request, items), fields(tenant = %actor.tenant))]
+pub async fn place_order(
+    engine: &Engine,
+    actor: &Actor,
+    request: Request,
+    items: Vec<(EntityId, Quantity)>,
+) -> AppResult<sagas::Model> {
+    let customer = actor.customer_scope(request.customer)?;
+    if let Some(existing) = by_idempotency_key(
+        &engine.db,
+        actor,
+        customer,
+        request.idempotency_key.as_deref(),
+    )
+    .await?
+    {
+        return Ok(existing);
+    }
+    if items.is_empty() || items.len() > 100 {
+        return Err(AppError::BadInput("items: 1 to 100 lines".into()));
+    }
+    require_customer(&engine.db, actor, customer).await?;
+    let mut merged: BTreeMap<EntityId, i32> = BTreeMap::new();
+    for (product, quantity) in items {
+        *merged.entry(product).or_default() += quantity.get();
+    }
+    if merged.values().any(|&q| q > MAX_QUANTITY) {
+        return Err(AppError::BadInput(format!(
+            "quantity: at most {MAX_QUANTITY} units a product"
+        )));
+    }
+    let wanted: Vec<(EntityId, i32)> = merged.into_iter().collect();
+    let lines = priced_lines(&engine.db, actor, &wanted).await?;
+    accept(
+        engine,
+        actor,
+        customer,
+        SagaKind::Checkout,
+        request,
+        lines,
+        false,
+        None,
+    )
+    .await
+}
+
+/// Cancels a completed order: a CANCEL_ORDER saga that refunds and restocks. Asking
+/// twice returns the same saga.
+#[tracing::instrument(skip(engine, actor), fields(tenant = %actor.tenant))]
+pub async fn cancel_order(
+    engine: &Engine,
+    actor: &Actor,
+    order: EntityId,
+    idempotency_key: Option<String>,
+) -> AppResult<sagas::Model> {
+    let principal = actor.require_principal()?;
+    let found = orders::Entity::find_by_id(order.get())
+        .filter(orders::Column::TenantId.eq(actor.tenant.as_str()))
+        .one(&engine.db)
+        .await?
+        .ok_or_else(|| AppError::not_found("order", order))?;
+    let customer = EntityId::from_db(found.customer_id);
+    if !principal.is_staff() && principal.customer_id() != Some(customer) {
+        return Err(AppError::Forbidden(
+            "customers may only cancel their own orders".into(),
+        ));
+    }
+    let key = format!("cancel-order:{order}");
+    if let Some(existing) = by_idempotency_key(&engine.db, actor, customer, Some(&key)).await? {
+        return Ok(existing);
+    }
+    if found.status != super::model::OrderStatus::Completed.as_str() {
+        return Err(AppError::Conflict(format!(
+            "order {order} is {}; only completed orders can be cancelled",
+            found.status
+        )));
+    }
+    let checkout = sagas::Entity::find_by_id(found.saga_id)
+        .one(&engine.db)
+        .await?;
+    let original: Option<Payload> = checkout.and_then(|s| serde_json::from_str(&s.payload).ok());
+    let lines = original.map(|p| p.lines).unwrap_or_default();
+    let request = Request {
+        customer: Some(customer),
+        payment_method: PaymentMethod::parse(&found.payment_method).unwrap_or(PaymentMethod::Card),
+        payment_token: None,
+        idempotency_key: Some(idempotency_key.unwrap_or(key)),
+    };
+    accept(
+        engine,
+        actor,
+        customer,
+        SagaKind::CancelOrder,
+        request,
+        lines,
+        false,
+        Some(found.saga_id),
+    )
+    .await
+}
+
+async fn by_idempotency_key(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    customer: EntityId,
+    key: Option<&str>,
+) -> AppResult<Option<sagas::Model>> {
+    check_text("idempotencyKey", key)?;
+    let Some(key) = key else { return Ok(None) };
+    Ok(sagas::Entity::find()
+        .filter(sagas::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(sagas::Column::CustomerId.eq(customer.get()))
+        .filter(sagas::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await?)
+}
+
+async fn require_customer(db: &DatabaseConnection, actor: &Actor, id: EntityId) -> AppResult<()> {
+    customers::Entity::find_by_id(id.get())
+        .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
+        .one(db)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| AppError::not_found("customer", id))
+}
+
+/// The lines at today's prices (the snapshot the order will keep). Unknown or
+/// inactive products are refused; stock is checked when it is reserved.
+async fn priced_lines(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    wanted: &[(EntityId, i32)],
+) -> AppResult<Vec<Line>> {
+    let found = products::Entity::find()
+        .filter(products::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(products::Column::Active.eq(true))
+        .filter(products::Column::Id.is_in(wanted.iter().map(|(id, _)| id.get())))
+        .all(db)
+        .await?;
+    wanted
+        .iter()
+        .map(|(id, quantity)| {
+            let product = found
+                .iter()
+                .find(|p| p.id == id.get())
+                .ok_or_else(|| AppError::not_found("product", id))?;
+            if *quantity > product.stock {
+                return Err(AppError::OutOfStock(format!(
+                    "only {} of '{}' in stock, {} requested",
+                    product.stock, product.sku, quantity
+                )));
+            }
+            Ok(Line {
+                product_id: product.id,
+                quantity: *quantity,
+                unit_price_cents: product.price_cents,
+            })
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept(
+    engine: &Engine,
+    actor: &Actor,
+    customer: EntityId,
+    kind: SagaKind,
+    request: Request,
+    lines: Vec<Line>,
+    clear_cart: bool,
+    cancels_saga: Option<i64>,
+) -> AppResult<sagas::Model> {
+    check_text("paymentToken", request.payment_token.as_deref())?;
+    let payload = Payload {
+        lines,
+        payment_method: request.payment_method,
+        payment_token: request.payment_token,
+        clear_cart,
+        cancels_saga,
+    };
+    let payload = serde_json::to_string(&payload)
+        .map_err(|e| AppError::internal("encode saga payload", e))?;
+    let now = Utc::now();
+    let txn = engine.db.begin().await?;
+    let inserted = sagas::ActiveModel {
+        tenant_id: Set(actor.tenant.as_str().to_owned()),
+        kind: Set(kind.as_str().into()),
+        status: Set(SagaStatus::Pending.as_str().into()),
+        customer_id: Set(customer.get()),
+        payload: Set(payload),
+        idempotency_key: Set(request.idempotency_key.clone()),
+        attempts: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await;
+    let saga = match inserted {
+        Ok(saga) => saga,
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            // The same idempotency key raced in: the first saga wins.
+            txn.rollback().await?;
+            return by_idempotency_key(
+                &engine.db,
+                actor,
+                customer,
+                request.idempotency_key.as_deref(),
+            )
+            .await?
+            .ok_or_else(|| {
+                AppError::Conflict("a request with this idempotency key is in progress".into())
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
+    saga_steps::Entity::insert_many(kind.steps().iter().enumerate().map(|(position, step)| {
+        saga_steps::ActiveModel {
+            saga_id: Set(saga.id),
+            position: Set(position as i32),
+            name: Set(step.as_str().into()),
+            status: Set(StepStatus::Pending.as_str().into()),
+            attempts: Set(0),
+            ..Default::default()
+        }
+    }))
+    .exec_without_returning(&txn)
+    .await?;
+    txn.commit().await?;
+    engine.wake.notify_one();
+    engine.events.publish(saga.id).await;
+    Ok(saga)
+}

@@ -1,0 +1,247 @@
+//! Checkout, orders, sagas and the live `sagaUpdates` subscription.
+use super::context::{ContextExt, Services};
+use super::types::{
+    Order, OrderConnection, OrderCount, Saga, SagaConnection, order_connection, parse_id,
+    parse_opt_id, saga_connection,
+};
+use crate::checkout::accept::{self, Request};
+use crate::checkout::model::{OrderStatus, PaymentMethod, SagaStatus};
+use crate::checkout::queue::{self, QueueStats};
+use crate::domain::{EntityId, Quantity};
+use crate::error::{AppError, AppResult, GqlResultExt};
+use crate::services::{PageRequest, orders};
+use async_graphql::{Context, ID, InputObject, Object, Subscription};
+use futures_util::Stream;
+use std::time::Duration;
+
+#[derive(Debug, InputObject)]
+pub struct CheckoutInput {
+    customer_id: Option<ID>,
+    payment_method: PaymentMethod,
+    payment_token: Option<String>,
+    /// A repeated key returns the first saga instead of charging twice.
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, InputObject)]
+pub struct OrderItemInput {
+    product_id: ID,
+    quantity: i32,
+}
+
+#[derive(Debug, InputObject)]
+pub struct PlaceOrderInput {
+    customer_id: Option<ID>,
+    items: Vec<OrderItemInput>,
+    payment_method: PaymentMethod,
+    payment_token: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Services> {
+    ctx.data::<Services>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("services missing")).to_graphql())
+}
+
+#[derive(Default)]
+pub struct OrdersQuery;
+
+#[Object]
+impl OrdersQuery {
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
+        let id = parse_id("id", &id)?;
+        Ok(orders::order(ctx.db()?, ctx.actor()?, id)
+            .await
+            .gql()?
+            .map(Order))
+    }
+
+    /// The caller's orders; STAFF/ADMIN see all and may filter by customer.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: Option<ID>,
+        status: Option<OrderStatus>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection> {
+        let customer = parse_opt_id("customerId", customer_id.as_ref())?;
+        let page = PageRequest::parse(first.unwrap_or(20), after.as_deref()).gql()?;
+        let rows = orders::orders(ctx.db()?, ctx.actor()?, customer, status, &page)
+            .await
+            .gql()?;
+        Ok(order_connection(rows, OrderCount { customer, status }))
+    }
+
+    async fn saga(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Saga>> {
+        let id = parse_id("id", &id)?;
+        Ok(orders::saga(ctx.db()?, ctx.actor()?, id)
+            .await
+            .gql()?
+            .map(Saga))
+    }
+
+    /// STAFF/ADMIN.
+    async fn sagas(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<SagaStatus>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<SagaConnection> {
+        let page = PageRequest::parse(first.unwrap_or(20), after.as_deref()).gql()?;
+        let rows = orders::sagas(ctx.db()?, ctx.actor()?, status, &page)
+            .await
+            .gql()?;
+        Ok(saga_connection(rows))
+    }
+
+    /// ADMIN: the checkout queue of this tenant.
+    async fn queue_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<QueueStats> {
+        let actor = ctx.actor()?;
+        actor.require_admin().gql()?;
+        queue::stats(ctx.db()?, actor.tenant.as_str())
+            .await
+            .map_err(|e| AppError::from(e).to_graphql())
+    }
+}
+
+#[derive(Default)]
+pub struct OrdersMutation;
+
+#[Object]
+impl OrdersMutation {
+    /// Checks out the cart: returns the saga at once (PENDING); workers do the rest.
+    async fn checkout(
+        &self,
+        ctx: &Context<'_>,
+        input: CheckoutInput,
+    ) -> async_graphql::Result<Saga> {
+        let request = Request {
+            customer: parse_opt_id("customerId", input.customer_id.as_ref())?,
+            payment_method: input.payment_method,
+            payment_token: input.payment_token,
+            idempotency_key: input.idempotency_key,
+        };
+        let engine = &services(ctx)?.checkout;
+        Ok(Saga(
+            accept::checkout(engine, ctx.actor()?, request)
+                .await
+                .gql()?,
+        ))
+    }
+
+    /// Orders explicit items through the same saga.
+    async fn place_order(
+        &self,
+        ctx: &Context<'_>,
+        input: PlaceOrderInput,
+    ) -> async_graphql::Result<Saga> {
+        let parse = |items: Vec<OrderItemInput>| -> AppResult<Vec<(EntityId, Quantity)>> {
+            items
+                .into_iter()
+                .map(|item| {
+                    Ok((
+                        EntityId::parse("items.productId", item.product_id.as_str())?,
+                        Quantity::parse("items.quantity", item.quantity)?,
+                    ))
+                })
+                .collect()
+        };
+        let items = parse(input.items).gql()?;
+        let request = Request {
+            customer: parse_opt_id("customerId", input.customer_id.as_ref())?,
+            payment_method: input.payment_method,
+            payment_token: input.payment_token,
+            idempotency_key: input.idempotency_key,
+        };
+        let engine = &services(ctx)?.checkout;
+        Ok(Saga(
+            accept::place_order(engine, ctx.actor()?, request, items)
+                .await
+                .gql()?,
+        ))
+    }
+
+    /// Refunds and restocks a completed order (a CANCEL_ORDER saga).
+    async fn cancel_order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Saga> {
+        let id = parse_id("id", &id)?;
+        let engine = &services(ctx)?.checkout;
+        Ok(Saga(
+            accept::cancel_order(engine, ctx.actor()?, id, idempotency_key)
+                .await
+                .gql()?,
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct Subscription;
+
+/// How often a subscriber re-reads the saga even without an event, so a lost event
+/// (Redis restarting) delays an update instead of losing it.
+const POLL: Duration = Duration::from_millis(1000);
+
+#[Subscription]
+impl Subscription {
+    /// The saga's current state at once, then every transition; ends when terminal.
+    async fn saga_updates(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = Saga> + use<>> {
+        let id = parse_id("id", &id)?;
+        let actor = ctx.actor()?.clone();
+        let services = services(ctx)?.clone();
+        // Subscribe before the first read, so no transition falls between the two.
+        let mut events = services.checkout.events.subscribe();
+        let first = orders::saga(&services.db, &actor, id)
+            .await
+            .gql()?
+            .ok_or_else(|| AppError::not_found("saga", id).to_graphql())?;
+        Ok(async_stream::stream! {
+            let mut last = first;
+            let terminal = |s: &crate::db::entities::sagas::Model| SagaStatus::parse(&s.status).is_some_and(SagaStatus::is_terminal);
+            yield Saga(last.clone());
+            let mut last_steps = step_signature(&services.db, id).await;
+            while !terminal(&last) {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(saga) if saga != id.get() => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        _ => {}
+                    },
+                    () = tokio::time::sleep(POLL) => {}
+                }
+                let Ok(Some(current)) = orders::saga(&services.db, &actor, id).await else { break };
+                let steps = step_signature(&services.db, id).await;
+                if current.status != last.status || steps != last_steps {
+                    last = current;
+                    last_steps = steps;
+                    yield Saga(last.clone());
+                }
+            }
+        })
+    }
+}
+
+/// The steps' statuses, to tell a real transition from a repeated event.
+async fn step_signature(
+    db: &sea_orm::DatabaseConnection,
+    saga: EntityId,
+) -> Vec<(String, String, i32)> {
+    orders::steps_by_sagas(db, "", &[saga.get()])
+        .await
+        .map(|steps| {
+            steps
+                .into_iter()
+                .map(|s| (s.name, s.status, s.attempts))
+                .collect()
+        })
+        .unwrap_or_default()
+}
