@@ -1,0 +1,277 @@
+//! Crash recovery and scale-out of the checkout: the server runs as a child process
+//! that is SIGKILLed while sagas are in flight, then restarted.
+use crate::helpers::{
+    SECRET, TestApp, fresh_database_url, spawn_with, tenant, test_redis_url, test_settings,
+};
+use crate::redis_process::free_port;
+use crate::saga_helpers::{PLACE, SAGA, place_input, subscribe};
+use sea_orm::{Database, DatabaseConnection, EntityTrait};
+use serde_json::{Value, json};
+use shopgraph::auth::{JwtKeys, Role};
+use shopgraph::db::entities::{order_items, orders, payments, products, sagas};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server(database_url: &str, port: u16, prefix: &str) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopgraph"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .env("SEED_DEMO", "false")
+        .env("WORKER_CONCURRENCY", "4")
+        .env("SAGA_LEASE_SECS", "1")
+        .env("PAYMENT_LATENCY_MS", "40")
+        .env("SAGA_FAIL_RATE_CREATE_ORDER", "0.3")
+        .env("CACHE_KEY_PREFIX", prefix)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(redis) = test_redis_url().await {
+        command.env("REDIS_URL", redis);
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start the server: {e}"));
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = client
+            .get(format!("{}/health/ready", server.url))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "the server did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default()
+}
+
+async fn unfinished(db: &DatabaseConnection) -> usize {
+    sagas::Entity::find()
+        .all(db)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !matches!(s.status.as_str(), "COMPLETED" | "COMPENSATED" | "FAILED"))
+        .count()
+}
+
+#[tokio::test]
+async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothing_charged_twice() {
+    let mut database_url = fresh_database_url().await;
+    if database_url.starts_with("sqlite::memory:") {
+        let file = std::env::temp_dir().join(format!("shop-crash-{}.db", rand::random::<u32>()));
+        database_url = format!("sqlite://{}?mode=rwc", file.display());
+    }
+    let port = free_port();
+    let prefix = format!("crash{}", rand::random::<u32>());
+    let server = start_server(&database_url, port, &prefix).await;
+    let db = Database::connect(&database_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    shopgraph::services::customers::ensure_tenant(&db, &tenant("default"), "Default")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    shopgraph::services::seed::generate(
+        &db,
+        &tenant("default"),
+        shopgraph::services::seed::SeedSize {
+            products: 0,
+            customers: 10,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let jwt = JwtKeys::new(SECRET.as_bytes());
+    let token = |role: Role, sub: &str| {
+        jwt.issue(&tenant("default"), sub, role, chrono::Duration::hours(1))
+            .unwrap_or_default()
+    };
+    let staff = token(Role::Staff, "staff");
+    let product = gql(&server.url, &staff, "mutation { createProduct(input: {sku: \"X\", name: \"X\", price: \"3.00\", stock: 1000}) { id } }", json!({})).await;
+    let product = product["data"]["createProduct"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let orders_placed = (0..60).map(|n: usize| {
+        let (url, product, token) = (
+            server.url.clone(),
+            product.clone(),
+            token(Role::Customer, &(n % 10 + 1).to_string()),
+        );
+        async move {
+            gql(
+                &url,
+                &token,
+                PLACE,
+                place_input(&product, (n % 4 + 1) as i32, "tok_visa"),
+            )
+            .await
+        }
+    });
+    for body in futures_util::future::join_all(orders_placed).await {
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    // Kill once some sagas have finished, so others are caught mid-step or mid-compensation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while unfinished(&db).await > 45 {
+        assert!(Instant::now() < deadline, "sagas did not progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let in_flight = unfinished(&db).await;
+    drop(server); // SIGKILL
+    assert!(
+        in_flight > 0,
+        "every saga finished before the kill; the test proved nothing"
+    );
+    let interrupted = unfinished(&db).await;
+
+    let _server = start_server(&database_url, port, &prefix).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unfinished(&db).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "sagas were left unfinished after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let all_payments = payments::Entity::find().all(&db).await.unwrap_or_default();
+    let all_orders = orders::Entity::find().all(&db).await.unwrap_or_default();
+    let all_sagas = sagas::Entity::find().all(&db).await.unwrap_or_default();
+    let mut per_saga: HashMap<i64, usize> = HashMap::new();
+    for payment in &all_payments {
+        *per_saga.entry(payment.saga_id).or_default() += 1;
+    }
+    assert!(
+        per_saga.values().all(|&n| n == 1),
+        "a saga was charged twice"
+    );
+    let completed: Vec<i64> = all_orders
+        .iter()
+        .filter(|o| o.status == "COMPLETED")
+        .map(|o| o.id)
+        .collect();
+    let sold: i64 = order_items::Entity::find()
+        .all(&db)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| completed.contains(&i.order_id))
+        .map(|i| i64::from(i.quantity))
+        .sum();
+    let left = products::Entity::find().all(&db).await.unwrap_or_default()[0].stock;
+    assert_eq!(1000, i64::from(left) + sold, "stock not conserved");
+    let captured: i64 = all_payments
+        .iter()
+        .filter(|p| p.status == "CAPTURED")
+        .map(|p| p.amount_cents)
+        .sum();
+    let totals: i64 = all_orders
+        .iter()
+        .filter(|o| o.status == "COMPLETED")
+        .map(|o| o.total_cents)
+        .sum();
+    assert_eq!(captured, totals);
+    let compensated = all_sagas
+        .iter()
+        .filter(|s| s.status == "COMPENSATED")
+        .count();
+    println!(
+        "crash recovery: {} sagas, {in_flight} in flight at the kill ({interrupted} unfinished after it), {} completed, {compensated} compensated",
+        all_sagas.len(),
+        completed.len()
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_on_one_instance_sees_a_saga_run_by_a_worker_on_another() {
+    let Some(_) = test_redis_url().await else {
+        return;
+    };
+    let mut api_settings = test_settings().await;
+    if api_settings.database_url.as_deref() == Some("sqlite::memory:") {
+        let file = std::env::temp_dir().join(format!("shop-xinst-{}.db", rand::random::<u32>()));
+        api_settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
+    }
+    api_settings.worker_concurrency = 0;
+    let mut worker_settings = test_settings().await;
+    worker_settings
+        .database_url
+        .clone_from(&api_settings.database_url);
+    worker_settings
+        .cache_key_prefix
+        .clone_from(&api_settings.cache_key_prefix);
+    worker_settings.payment_latency_ms = 400;
+    let api: TestApp = spawn_with(api_settings).await;
+    let _worker: TestApp = spawn_with(worker_settings).await;
+    let product = api.create_product("MUG", "Mug", "7.50", 10).await;
+    let customer = api.create_customer("Ana", "ana@example.com").await;
+    let token = api.customer(customer);
+    let accepted = api
+        .data(Some(&token), PLACE, place_input(&product, 1, "tok_visa"))
+        .await;
+    let id = accepted["placeOrder"]["id"].clone();
+    let updates = subscribe(
+        &api,
+        "graphql-transport-ws",
+        &token,
+        "subscription($id: ID!) { sagaUpdates(id: $id) { status steps { status } } }",
+        json!({"id": id}),
+    )
+    .await;
+    let statuses: Vec<String> = updates
+        .iter()
+        .map(|u| {
+            u["data"]["sagaUpdates"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("COMPLETED"),
+        "{statuses:?}"
+    );
+    // The charge takes 400 ms on the worker instance: transitions before it arrive as
+    // events, not only through the subscriber's 1 s poll.
+    assert!(updates.len() >= 3, "{updates:?}");
+    let saga = api.data(Some(&token), SAGA, json!({"id": id})).await;
+    assert_eq!(saga["saga"]["status"], "COMPLETED");
+}
