@@ -7,6 +7,7 @@ mod mutation;
 mod orders;
 mod people;
 pub mod schema;
+mod stats;
 mod types;
 
 pub use context::{RequestContext, Services};

@@ -4,10 +4,17 @@ use super::catalog::{CatalogMutation, CatalogQuery};
 use super::context::Services;
 use super::orders::{OrdersMutation, OrdersQuery, Subscription};
 use super::people::{PeopleMutation, PeopleQuery};
+use super::stats::StatsQuery;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 #[derive(MergedObject, Default)]
-pub struct Query(CatalogQuery, PeopleQuery, OrdersQuery, AdminQuery);
+pub struct Query(
+    CatalogQuery,
+    PeopleQuery,
+    OrdersQuery,
+    StatsQuery,
+    AdminQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(

@@ -11,6 +11,7 @@ pub mod customers;
 pub mod orders;
 mod pagination;
 pub mod seed;
+pub mod stats;
 pub mod tags;
 
 pub use pagination::{Cursor, Page, PageRequest};

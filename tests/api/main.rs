@@ -12,3 +12,4 @@ mod recovery;
 mod redis;
 mod redis_process;
 mod saga_helpers;
+mod stats;

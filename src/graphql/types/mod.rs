@@ -32,6 +32,6 @@ pub fn parse_opt_id(
     id.map(|id| parse_id(field, id)).transpose()
 }
 
-fn db_error(err: sea_orm::DbErr) -> async_graphql::Error {
+pub fn db_error(err: sea_orm::DbErr) -> async_graphql::Error {
     crate::error::AppError::from(err).to_graphql()
 }

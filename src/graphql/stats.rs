@@ -1,0 +1,199 @@
+//! Statistics: top products (public), sales and customer statistics (STAFF/ADMIN).
+//! All three are cached (modules top_products, sales_stats, customer_stats) and dropped
+//! by the `stats` tag when an order completes or is cancelled.
+use super::context::ContextExt;
+use super::types::{Customer, Product, db_error};
+use crate::cache::record_tag;
+use crate::checkout::model::PaymentMethod;
+use crate::domain::Money;
+use crate::error::GqlResultExt;
+use crate::services::stats::{self, Granularity, ProductSalesRow};
+use crate::services::tags;
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+pub struct ProductSales(ProductSalesRow);
+
+#[Object]
+impl ProductSales {
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
+        let product = ctx
+            .loaders()?
+            .products
+            .load_one(self.0.product_id)
+            .await
+            .map_err(db_error)?;
+        Ok(product.map(Product::new))
+    }
+    async fn units_sold(&self) -> i64 {
+        self.0.units
+    }
+    async fn revenue(&self) -> Decimal {
+        Money::from_cents(self.0.revenue_cents).to_decimal()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct SalesPeriod {
+    /// `YYYY-MM` or `YYYY-MM-DD` (UTC).
+    period: String,
+    orders: i64,
+    revenue: Decimal,
+    refunds: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct PaymentMethodRevenue {
+    method: PaymentMethod,
+    orders: i64,
+    revenue: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct SalesStats {
+    series: Vec<SalesPeriod>,
+    orders: i64,
+    revenue: Decimal,
+    refunds: Decimal,
+    /// Revenue less refunds.
+    net_revenue: Decimal,
+    average_ticket: Decimal,
+    revenue_by_payment_method: Vec<PaymentMethodRevenue>,
+    top_products: Vec<ProductSales>,
+}
+
+#[derive(SimpleObject)]
+pub struct MonthCount {
+    period: String,
+    count: i64,
+}
+
+pub struct ActiveCustomer(stats::ActiveCustomerRow);
+
+#[Object]
+impl ActiveCustomer {
+    async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
+        let customer = ctx
+            .loaders()?
+            .customers
+            .load_one(self.0.customer_id)
+            .await
+            .map_err(db_error)?;
+        Ok(customer.map(Customer::new))
+    }
+    async fn orders(&self) -> i64 {
+        self.0.orders
+    }
+    async fn spent(&self) -> Decimal {
+        Money::from_cents(self.0.spent_cents).to_decimal()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CustomerStats {
+    new_customers_per_month: Vec<MonthCount>,
+    most_active_customers: Vec<ActiveCustomer>,
+    /// Customers with at least one completed order.
+    buyers: i64,
+    /// Share of buyers with two or more completed orders (0 to 1).
+    repeat_purchase_rate: f64,
+}
+
+fn money(cents: i64) -> Decimal {
+    Money::from_cents(cents).to_decimal()
+}
+
+#[derive(Default)]
+pub struct StatsQuery;
+
+#[Object]
+impl StatsQuery {
+    /// The most purchased products by units, from completed orders.
+    async fn top_products(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] limit: Option<i32>,
+    ) -> async_graphql::Result<Vec<ProductSales>> {
+        record_tag(|| tags::STATS.to_owned());
+        let rows = stats::top_products(ctx.db()?, ctx.actor()?, limit.unwrap_or(10), (None, None))
+            .await
+            .gql()?;
+        Ok(rows.into_iter().map(ProductSales).collect())
+    }
+
+    /// STAFF/ADMIN: orders, revenue and refunds per period, average ticket, revenue by
+    /// payment method and top products, for orders placed in [from, to).
+    async fn sales_stats(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        #[graphql(default_with = "Some(Granularity::Month)")] granularity: Option<Granularity>,
+    ) -> async_graphql::Result<SalesStats> {
+        let found = stats::sales(
+            ctx.db()?,
+            ctx.actor()?,
+            from,
+            to,
+            granularity.unwrap_or(Granularity::Month),
+        )
+        .await
+        .gql()?;
+        let average = if found.orders > 0 {
+            (money(found.revenue_cents) / Decimal::from(found.orders))
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        } else {
+            Decimal::ZERO
+        };
+        Ok(SalesStats {
+            orders: found.orders,
+            revenue: money(found.revenue_cents),
+            refunds: money(found.refunds_cents),
+            net_revenue: money(found.revenue_cents - found.refunds_cents),
+            average_ticket: average,
+            series: found
+                .series
+                .into_iter()
+                .map(|p| SalesPeriod {
+                    period: p.period,
+                    orders: p.orders,
+                    revenue: money(p.revenue_cents),
+                    refunds: money(p.refunds_cents),
+                })
+                .collect(),
+            revenue_by_payment_method: found
+                .by_method
+                .into_iter()
+                .map(|(method, orders, revenue)| PaymentMethodRevenue {
+                    method,
+                    orders,
+                    revenue: money(revenue),
+                })
+                .collect(),
+            top_products: found.top_products.into_iter().map(ProductSales).collect(),
+        })
+    }
+
+    /// STAFF/ADMIN: new customers per month, most active customers, repeat-purchase rate.
+    async fn customer_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CustomerStats> {
+        let found = stats::customers(ctx.db()?, ctx.actor()?).await.gql()?;
+        Ok(CustomerStats {
+            new_customers_per_month: found
+                .new_per_month
+                .into_iter()
+                .map(|r| MonthCount {
+                    period: r.period,
+                    count: r.count,
+                })
+                .collect(),
+            most_active_customers: found.most_active.into_iter().map(ActiveCustomer).collect(),
+            buyers: found.buyers,
+            repeat_purchase_rate: if found.buyers > 0 {
+                found.repeat_buyers as f64 / found.buyers as f64
+            } else {
+                0.0
+            },
+        })
+    }
+}

@@ -1,0 +1,258 @@
+use crate::helpers::{TestApp, error_code, spawn_app};
+use crate::saga_helpers::{PLACE, place_input, wait_terminal};
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use serde_json::json;
+use shopgraph::db::entities::{customers, order_items, orders, sagas};
+
+fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+async fn customer(app: &TestApp, name: &str, created: DateTime<Utc>) -> i64 {
+    customers::ActiveModel {
+        tenant_id: Set("default".into()),
+        name: Set(name.into()),
+        email: Set(format!("{}@example.com", name.to_lowercase())),
+        created_at: Set(created),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .id
+}
+
+/// An order as a finished saga would have left it.
+async fn order(
+    app: &TestApp,
+    customer: i64,
+    status: &str,
+    method: &str,
+    placed: DateTime<Utc>,
+    changed: DateTime<Utc>,
+    lines: &[(i64, i32, i64)],
+) {
+    let saga = sagas::ActiveModel {
+        tenant_id: Set("default".into()),
+        kind: Set("CHECKOUT".into()),
+        status: Set("COMPLETED".into()),
+        customer_id: Set(customer),
+        payload: Set("{}".into()),
+        attempts: Set(1),
+        created_at: Set(placed),
+        updated_at: Set(placed),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let total: i64 = lines.iter().map(|(_, q, p)| i64::from(*q) * p).sum();
+    let order = orders::ActiveModel {
+        tenant_id: Set("default".into()),
+        customer_id: Set(customer),
+        saga_id: Set(saga.id),
+        status: Set(status.into()),
+        total_cents: Set(total),
+        payment_method: Set(method.into()),
+        created_at: Set(placed),
+        updated_at: Set(changed),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (product, quantity, price) in lines {
+        order_items::ActiveModel {
+            tenant_id: Set("default".into()),
+            order_id: Set(order.id),
+            product_id: Set(*product),
+            quantity: Set(*quantity),
+            unit_price_cents: Set(*price),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Three months of orders: one cancelled (refunded in November), two payment methods.
+async fn history(app: &TestApp) -> (i64, i64) {
+    let a: i64 = app
+        .create_product("A", "Alpha", "10.00", 50)
+        .await
+        .parse()
+        .unwrap_or_default();
+    let b: i64 = app
+        .create_product("B", "Beta", "5.50", 50)
+        .await
+        .parse()
+        .unwrap_or_default();
+    let c1 = customer(app, "Carla", at(2026, 8, 15)).await;
+    let c2 = customer(app, "Dario", at(2026, 10, 1)).await;
+    customer(app, "Eva", at(2026, 10, 3)).await;
+    order(
+        app,
+        c1,
+        "COMPLETED",
+        "CARD",
+        at(2026, 9, 10),
+        at(2026, 9, 10),
+        &[(a, 2, 1000)],
+    )
+    .await;
+    order(
+        app,
+        c1,
+        "COMPLETED",
+        "PAYPAL",
+        at(2026, 10, 5),
+        at(2026, 10, 5),
+        &[(b, 1, 550)],
+    )
+    .await;
+    order(
+        app,
+        c2,
+        "CANCELLED",
+        "CARD",
+        at(2026, 10, 20),
+        at(2026, 11, 2),
+        &[(a, 1, 1000)],
+    )
+    .await;
+    order(
+        app,
+        c2,
+        "COMPLETED",
+        "CARD",
+        at(2026, 11, 1),
+        at(2026, 11, 1),
+        &[(a, 1, 1000), (b, 2, 550)],
+    )
+    .await;
+    (a, b)
+}
+
+const SALES: &str = "query($from: DateTime, $to: DateTime) { salesStats(from: $from, to: $to) { orders revenue refunds netRevenue averageTicket series { period orders revenue refunds } revenueByPaymentMethod { method orders revenue } topProducts { product { sku } unitsSold revenue } } }";
+
+#[tokio::test]
+async fn sales_statistics_match_a_hand_computed_history() {
+    let app = spawn_app().await;
+    history(&app).await;
+    let data = app.data(Some(&app.staff()), SALES, json!({})).await;
+    let s = &data["salesStats"];
+    assert_eq!(
+        (
+            s["orders"].clone(),
+            s["revenue"].clone(),
+            s["refunds"].clone()
+        ),
+        (json!(4), json!("56.50"), json!("10.00"))
+    );
+    assert_eq!(
+        (s["netRevenue"].clone(), s["averageTicket"].clone()),
+        (json!("46.50"), json!("14.13"))
+    );
+    assert_eq!(
+        s["series"],
+        json!([
+            {"period": "2026-09", "orders": 1, "revenue": "20.00", "refunds": "0.00"},
+            {"period": "2026-10", "orders": 2, "revenue": "15.50", "refunds": "0.00"},
+            {"period": "2026-11", "orders": 1, "revenue": "21.00", "refunds": "10.00"},
+        ])
+    );
+    assert_eq!(
+        s["revenueByPaymentMethod"],
+        json!([{"method": "CARD", "orders": 3, "revenue": "51.00"}, {"method": "PAYPAL", "orders": 1, "revenue": "5.50"}])
+    );
+    assert_eq!(
+        s["topProducts"],
+        json!([{"product": {"sku": "A"}, "unitsSold": 3, "revenue": "30.00"}, {"product": {"sku": "B"}, "unitsSold": 3, "revenue": "16.50"}])
+    );
+    let october = app
+        .data(
+            Some(&app.staff()),
+            SALES,
+            json!({"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            october["salesStats"]["orders"].clone(),
+            october["salesStats"]["revenue"].clone()
+        ),
+        (json!(2), json!("15.50"))
+    );
+    let refused = app.gql(Some(&app.customer(1)), SALES, json!({})).await;
+    assert_eq!(error_code(&refused), "FORBIDDEN");
+    let backwards = app
+        .gql(
+            Some(&app.staff()),
+            SALES,
+            json!({"from": "2026-11-01T00:00:00Z", "to": "2026-10-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(error_code(&backwards), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn customer_statistics_match_a_hand_computed_history() {
+    let app = spawn_app().await;
+    history(&app).await;
+    let data = app
+        .data(
+            Some(&app.admin()),
+            "{ customerStats { newCustomersPerMonth { period count } mostActiveCustomers { customer { name } orders spent } buyers repeatPurchaseRate } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["customerStats"],
+        json!({
+            "newCustomersPerMonth": [{"period": "2026-08", "count": 1}, {"period": "2026-10", "count": 2}],
+            "mostActiveCustomers": [
+                {"customer": {"name": "Carla"}, "orders": 2, "spent": "25.50"},
+                {"customer": {"name": "Dario"}, "orders": 1, "spent": "21.00"},
+            ],
+            "buyers": 2,
+            "repeatPurchaseRate": 0.5,
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_completed_checkout_changes_top_products_on_the_next_query() {
+    let app = spawn_app().await;
+    let (a, _) = history(&app).await;
+    let q = "{ topProducts(limit: 1) { product { sku } unitsSold } }";
+    app.debug(None, q, json!({})).await;
+    let cached = app.debug(None, q, json!({})).await;
+    assert_eq!(cached["extensions"]["debug"]["cache"][0]["outcome"], "hit");
+    assert_eq!(
+        cached["data"]["topProducts"],
+        json!([{"product": {"sku": "A"}, "unitsSold": 3}])
+    );
+    let buyer = app.create_customer("Buyer", "buyer@example.com").await;
+    let token = app.customer(buyer);
+    let beta = (a + 1).to_string();
+    let accepted = app
+        .data(Some(&token), PLACE, place_input(&beta, 4, "tok_visa"))
+        .await;
+    let saga = wait_terminal(
+        &app,
+        &token,
+        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
+    )
+    .await;
+    assert_eq!(saga["status"], "COMPLETED");
+    let fresh = app.debug(None, q, json!({})).await;
+    assert_eq!(fresh["extensions"]["debug"]["cache"][0]["outcome"], "miss");
+    assert_eq!(
+        fresh["data"]["topProducts"],
+        json!([{"product": {"sku": "B"}, "unitsSold": 7}])
+    );
+}
