@@ -6,7 +6,7 @@ use super::types::{Customer, Product, db_error};
 use crate::cache::record_tag;
 use crate::checkout::model::PaymentMethod;
 use crate::domain::Money;
-use crate::error::GqlResultExt;
+use crate::error::{AppError, GqlResultExt};
 use crate::services::stats::{self, Granularity, ProductSalesRow};
 use crate::services::tags;
 use async_graphql::{Context, Object, SimpleObject};
