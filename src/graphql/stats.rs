@@ -17,14 +17,17 @@ pub struct ProductSales(ProductSalesRow);
 
 #[Object]
 impl ProductSales {
-    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Product> {
         let product = ctx
             .loaders()?
             .products
             .load_one(self.0.product_id)
             .await
             .map_err(db_error)?;
-        Ok(product.map(Product::new))
+        // Ordered products cannot be deleted (a foreign key restricts it).
+        product
+            .map(Product::new)
+            .ok_or_else(|| AppError::not_found("product", self.0.product_id).to_graphql())
     }
     async fn units_sold(&self) -> i64 {
         self.0.units
