@@ -53,14 +53,18 @@ measure() {
   ROWS+=("$name|$line")
 }
 
-echo "== database: 10 000 products, 1 000 customers"
+echo "== database: 10 000 products, 1 000 customers, 33 334 orders (~100 000 order lines)"
 psql "$PG_URL" -qc "DROP DATABASE IF EXISTS shop_bench" -qc "CREATE DATABASE shop_bench" >/dev/null
-DATABASE_URL="$DB_URL" "$BIN" seed --products 10000 --customers 1000 >/dev/null
+DATABASE_URL="$DB_URL" "$BIN" seed --products 10000 --customers 1000 --orders 33334 >/dev/null
+LINES=$(psql "$DB_URL" -Atc "SELECT count(*) FROM order_items")
 CUSTOMER=$("$BIN" token --tenant default --sub 1 --role CUSTOMER)
+STAFF=$("$BIN" token --tenant default --sub bench --role STAFF)
 
 TYPENAME='{"query":"{ __typename }"}'
 PRODUCTS='{"query":"{ products(first: 20) { edges { node { id name price stock category { name } } } } }"}'
 CART='{"query":"{ cart { itemCount total items { quantity lineTotal product { name price } } } }"}'
+TOP='{"query":"{ topProducts(limit: 10) { product { name } unitsSold revenue } }"}'
+SALES='{"query":"{ salesStats(granularity: MONTH) { orders revenue refunds averageTicket series { period orders revenue refunds } revenueByPaymentMethod { method revenue } } }"}'
 
 start_server CACHE_ENABLED=true
 for p in $(seq 1 10); do
@@ -69,10 +73,14 @@ done
 measure '{ __typename }' "$TYPENAME" '"Query"'
 measure 'products(first: 20), in-process cache' "$PRODUCTS" '"edges"'
 measure 'cart, in-process cache' "$CART" '"itemCount":10' "$CUSTOMER"
+measure 'topProducts, in-process cache' "$TOP" '"unitsSold"'
+measure 'salesStats, in-process cache' "$SALES" '"averageTicket"' "$STAFF"
 
 start_server CACHE_ENABLED=false
 measure 'products(first: 20), uncached' "$PRODUCTS" '"edges"'
 measure 'cart, uncached' "$CART" '"itemCount":10' "$CUSTOMER"
+measure 'topProducts, uncached' "$TOP" '"unitsSold"'
+measure 'salesStats, uncached' "$SALES" '"averageTicket"' "$STAFF"
 
 start_server CACHE_ENABLED=true REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="bench$$"
 measure '{ __typename } (Redis run)' "$TYPENAME" '"Query"'
@@ -121,7 +129,7 @@ field() { echo "$1" | grep -o "$2=[0-9.]*" | cut -d= -f2; }
   echo "Date: $(date -u +%Y-%m-%d). Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)."
   echo "Client and server share the machine. Load: wrk, $CONNECTIONS connections, $DURATION per run,"
   echo "every response body checked (\`bad\` counts non-200s, bodies without the expected data, and errors)."
-  echo "Database: PostgreSQL, 10 000 products, 1 000 customers; the cart holds 10 lines."
+  echo "Database: PostgreSQL, 10 000 products, 1 000 customers, $LINES order lines; the cart holds 10 lines."
   echo
   echo "## Reads: cache-aside"
   echo

@@ -38,6 +38,9 @@ enum Command {
         products: Option<usize>,
         #[arg(long, default_value_t = 0)]
         customers: usize,
+        /// Finished orders (1-5 lines each) over the last year, for statistics.
+        #[arg(long, default_value_t = 0)]
+        orders: usize,
     },
     /// Write the GraphQL SDL.
     ExportSchema {
@@ -127,27 +130,34 @@ async fn main() -> anyhow::Result<()> {
             tenant,
             products,
             customers,
+            orders,
         } => {
             init_tracing(settings.log_format);
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let db = shopgraph::db::connect_with(&settings).await?;
             shopgraph::db::migrate(&db).await?;
-            match products {
-                Some(products) => seed::generate(
-                    &db,
-                    &tenant,
-                    SeedSize {
-                        products,
-                        customers,
-                    },
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("seed: {e}")),
-                None => seed::seed_demo_if_empty(&db, &tenant)
+            let seeded = match products {
+                Some(products) => {
+                    seed::generate(
+                        &db,
+                        &tenant,
+                        SeedSize {
+                            products,
+                            customers,
+                        },
+                    )
                     .await
-                    .map(|_| ())
-                    .map_err(|e| anyhow::anyhow!("seed: {e}")),
+                }
+                None => seed::seed_demo_if_empty(&db, &tenant).await.map(|_| ()),
+            };
+            seeded.map_err(|e| anyhow::anyhow!("seed: {e}"))?;
+            if orders > 0 {
+                let lines = seed::generate_orders(&db, &tenant, orders)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("seed orders: {e}"))?;
+                tracing::info!(orders, lines, "generated orders");
             }
+            Ok(())
         }
         Command::ExportSchema { .. } => Ok(()),
         Command::Token {

@@ -200,3 +200,109 @@ async fn demo_cart(txn: &DatabaseConnection, tenant: &TenantId) -> AppResult<()>
     .await?;
     Ok(())
 }
+
+/// Adds `count` finished orders (1 to 5 lines each, over the last year, one in twenty
+/// cancelled) for statistics benchmarks. Each gets the saga row an order belongs to.
+pub async fn generate_orders(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    count: usize,
+) -> AppResult<usize> {
+    use crate::db::entities::{order_items, orders, sagas};
+    let products: Vec<(i64, i64)> = products::Entity::find()
+        .filter(products::Column::TenantId.eq(tenant.as_str()))
+        .select_only()
+        .column(products::Column::Id)
+        .column(products::Column::PriceCents)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let customers: Vec<i64> = customers::Entity::find()
+        .filter(customers::Column::TenantId.eq(tenant.as_str()))
+        .select_only()
+        .column(customers::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if products.is_empty() || customers.is_empty() {
+        return Ok(0);
+    }
+    let now = Utc::now();
+    let mut lines_written = 0;
+    let indexes: Vec<usize> = (0..count).collect();
+    for chunk in indexes.chunks(BATCH) {
+        let txn = db.begin().await?;
+        let placed = |n: usize| now - Duration::minutes(((n * 7_919) % (365 * 24 * 60)) as i64);
+        let sagas = sagas::Entity::insert_many(chunk.iter().map(|&n| sagas::ActiveModel {
+            tenant_id: Set(tenant.as_str().to_owned()),
+            kind: Set("CHECKOUT".into()),
+            status: Set("COMPLETED".into()),
+            customer_id: Set(customers[n % customers.len()]),
+            payload: Set("{}".into()),
+            idempotency_key: Set(Some(format!("seed-order-{n}-{}", rand::random::<u32>()))),
+            attempts: Set(1),
+            created_at: Set(placed(n)),
+            updated_at: Set(placed(n)),
+            ..Default::default()
+        }))
+        .exec_with_returning(&txn)
+        .await?;
+        let lines_of = |n: usize| -> Vec<(i64, i32, i64)> {
+            (0..(n % 5 + 1))
+                .map(|l| {
+                    let (product, price) = products[(n * 31 + l * 17) % products.len()];
+                    (product, ((n + l) % 3 + 1) as i32, price)
+                })
+                .collect()
+        };
+        let orders = orders::Entity::insert_many(chunk.iter().zip(&sagas).map(|(&n, saga)| {
+            let total = lines_of(n)
+                .iter()
+                .map(|(_, q, p)| i64::from(*q) * p)
+                .sum::<i64>();
+            orders::ActiveModel {
+                tenant_id: Set(tenant.as_str().to_owned()),
+                customer_id: Set(saga.customer_id),
+                saga_id: Set(saga.id),
+                status: Set(if n % 20 == 0 {
+                    "CANCELLED"
+                } else {
+                    "COMPLETED"
+                }
+                .into()),
+                total_cents: Set(total),
+                payment_method: Set(["CARD", "PAYPAL", "BANK_TRANSFER"][n % 3].into()),
+                created_at: Set(placed(n)),
+                updated_at: Set(placed(n)),
+                ..Default::default()
+            }
+        }))
+        .exec_with_returning(&txn)
+        .await?;
+        let by_saga: std::collections::HashMap<i64, i64> =
+            orders.iter().map(|o| (o.saga_id, o.id)).collect();
+        let items: Vec<order_items::ActiveModel> = chunk
+            .iter()
+            .zip(&sagas)
+            .flat_map(|(&n, saga)| {
+                let order = by_saga.get(&saga.id).copied().unwrap_or_default();
+                lines_of(n)
+                    .into_iter()
+                    .map(move |(product, quantity, price)| order_items::ActiveModel {
+                        tenant_id: Set(tenant.as_str().to_owned()),
+                        order_id: Set(order),
+                        product_id: Set(product),
+                        quantity: Set(quantity),
+                        unit_price_cents: Set(price),
+                        ..Default::default()
+                    })
+            })
+            .collect();
+        lines_written += items.len();
+        order_items::Entity::insert_many(items)
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+    }
+    Ok(lines_written)
+}
