@@ -1,12 +1,16 @@
 //! The GraphQL API: schema, roots per domain, types, loaders, request context.
 mod admin;
+pub mod apq;
 mod catalog;
 pub mod context;
+pub mod limits;
 pub mod loaders;
 mod mutation;
 mod people;
 pub mod schema;
 mod types;
 
+pub use apq::ApqStore;
 pub use context::{RequestContext, Services};
+pub use limits::OperationTrace;
 pub use schema::{AppSchema, Limits};

@@ -7,5 +7,6 @@ mod catalog;
 mod helpers;
 mod http;
 mod n_plus_one;
+mod protection;
 mod redis;
 mod redis_process;
