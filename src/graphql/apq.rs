@@ -5,7 +5,8 @@
 //! A store failure is a miss (the client sends the full query again), never an error.
 //! Documents over the query limits, or larger than `MAX_STORED_BYTES` serialized, are
 //! not stored, so registrations cannot fill memory with abusive documents.
-use super::limits::{Limits, check};
+use super::limits::Limits;
+use super::measure::check;
 use async_graphql::extensions::apollo_persisted_queries::CacheStorage;
 use async_graphql::parser::types::ExecutableDocument;
 use lru::LruCache;

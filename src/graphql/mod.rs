@@ -5,6 +5,7 @@ mod catalog;
 pub mod context;
 pub mod limits;
 pub mod loaders;
+mod measure;
 mod mutation;
 mod people;
 pub mod schema;

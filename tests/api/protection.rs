@@ -79,6 +79,14 @@ async fn the_eleventh_request_in_a_minute_gets_429_with_a_graphql_body_and_retry
         &[],
     );
     assert!(after > before, "{before} -> {after}");
+    // The WebSocket route shares the budget: the upgrade request is refused too.
+    let ws = app
+        .client
+        .get(app.url("/graphql/ws"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ws.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
