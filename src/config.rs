@@ -5,7 +5,8 @@ use crate::domain::TenantId;
 use anyhow::{Context, bail};
 use clap::Args;
 use clap::builder::BoolishValueParser;
-use std::net::SocketAddr;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -149,6 +150,131 @@ pub struct Settings {
     )]
     pub log_format: LogFormat,
 
+    /// Rate limit `/graphql` and `/graphql/ws` per client IP (health, metrics and the
+    /// playground are never limited).
+    #[arg(long, env = "RATE_LIMIT_ENABLED", value_name = "RATE_LIMIT_ENABLED", default_value = "true", value_parser = BoolishValueParser::new(), global = true)]
+    pub rate_limit_enabled: bool,
+
+    /// Sustained requests per minute per client IP (the seed's demo: 10).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_MINUTE",
+        value_name = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 1200,
+        global = true
+    )]
+    pub rate_limit_per_minute: u32,
+
+    /// Requests a client may send at once before the per-minute pace applies.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_BURST",
+        value_name = "RATE_LIMIT_BURST",
+        default_value_t = 100,
+        global = true
+    )]
+    pub rate_limit_burst: u32,
+
+    /// Comma-separated IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_name = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Comma-separated origins allowed by CORS (`*` for any); empty = no CORS headers.
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_name = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Deepest selection nesting a document may have.
+    #[arg(
+        long,
+        env = "QUERY_MAX_DEPTH",
+        value_name = "QUERY_MAX_DEPTH",
+        default_value_t = 12,
+        global = true
+    )]
+    pub query_max_depth: usize,
+
+    /// Largest complexity (one per field, lists weighted by `first`/`limit`).
+    #[arg(
+        long,
+        env = "QUERY_MAX_COMPLEXITY",
+        value_name = "QUERY_MAX_COMPLEXITY",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub query_max_complexity: usize,
+
+    /// Most aliases in one document (fragments expanded).
+    #[arg(
+        long,
+        env = "QUERY_MAX_ALIASES",
+        value_name = "QUERY_MAX_ALIASES",
+        default_value_t = 30,
+        global = true
+    )]
+    pub query_max_aliases: usize,
+
+    /// Most root fields in one operation.
+    #[arg(
+        long,
+        env = "QUERY_MAX_ROOT_FIELDS",
+        value_name = "QUERY_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub query_max_root_fields: usize,
+
+    /// Most operations in one batched HTTP request.
+    #[arg(
+        long,
+        env = "QUERY_MAX_BATCH",
+        value_name = "QUERY_MAX_BATCH",
+        default_value_t = 10,
+        global = true
+    )]
+    pub query_max_batch: usize,
+
+    /// Largest request body, in bytes.
+    #[arg(
+        long,
+        env = "MAX_BODY_BYTES",
+        value_name = "MAX_BODY_BYTES",
+        default_value_t = 256 * 1024,
+        global = true
+    )]
+    pub max_body_bytes: usize,
+
+    /// Most persisted queries (APQ) the in-process store keeps (without Redis).
+    #[arg(
+        long,
+        env = "APQ_MAX_ENTRIES",
+        value_name = "APQ_MAX_ENTRIES",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub apq_max_entries: usize,
+
+    /// Seconds a persisted query stays registered in Redis.
+    #[arg(
+        long,
+        env = "APQ_TTL",
+        value_name = "APQ_TTL",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub apq_ttl: u64,
+
     /// Load demo data when the database is empty.
     #[arg(long, env = "SEED_DEMO", value_name = "SEED_DEMO", default_value = "true", value_parser = BoolishValueParser::new(), global = true)]
     pub seed_demo: bool,
@@ -254,7 +380,72 @@ impl Settings {
         }
         TenantId::parse(&self.default_tenant)
             .map_err(|e| anyhow::anyhow!("DEFAULT_TENANT: {e}"))?;
+        self.validate_protection()
+    }
+
+    fn validate_protection(&self) -> anyhow::Result<()> {
+        if self.rate_limit_per_minute == 0 {
+            bail!(
+                "RATE_LIMIT_PER_MINUTE must be at least 1 (use RATE_LIMIT_ENABLED=false to turn it off)"
+            );
+        }
+        if self.rate_limit_burst == 0 {
+            bail!("RATE_LIMIT_BURST must be at least 1");
+        }
+        for (name, value) in [
+            ("QUERY_MAX_DEPTH", self.query_max_depth),
+            ("QUERY_MAX_COMPLEXITY", self.query_max_complexity),
+            ("QUERY_MAX_ALIASES", self.query_max_aliases),
+            ("QUERY_MAX_ROOT_FIELDS", self.query_max_root_fields),
+            ("QUERY_MAX_BATCH", self.query_max_batch),
+            ("APQ_MAX_ENTRIES", self.apq_max_entries),
+        ] {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("MAX_BODY_BYTES must be at least 1024");
+        }
+        if self.apq_ttl == 0 {
+            bail!("APQ_TTL must be at least 1 second");
+        }
+        for raw in self.trusted_proxies.iter().filter(|p| !p.trim().is_empty()) {
+            parse_proxy(raw).map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?;
+        }
+        let origins = self.cors_origins();
+        if origins.iter().any(|o| o == "*") && origins.len() > 1 {
+            bail!("CORS_ALLOWED_ORIGINS: `*` must stand alone");
+        }
+        for origin in origins.iter().filter(|o| *o != "*") {
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !valid {
+                bail!(
+                    "CORS_ALLOWED_ORIGINS: '{origin}' is not an origin such as https://shop.example"
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// `TRUSTED_PROXIES` as networks (an empty variable means none).
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .filter_map(|p| parse_proxy(p).ok())
+            .collect()
+    }
+
+    /// `CORS_ALLOWED_ORIGINS` without empty entries (an empty variable means none).
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
     }
 
     pub fn default_tenant(&self) -> TenantId {
@@ -279,6 +470,14 @@ impl Settings {
     }
 }
 
+/// One `TRUSTED_PROXIES` entry: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+fn parse_proxy(raw: &str) -> Result<IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<IpNet>()
+        .or_else(|_| raw.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{raw}' is not an IP address or CIDR network"))
+}
+
 /// Hides the password of `scheme://user:password@host/...`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -292,6 +491,17 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        assert_eq!(
+            parse_proxy("10.0.0.7").map(|n| n.to_string()),
+            Ok("10.0.0.7/32".to_owned())
+        );
+        assert!(parse_proxy(" 10.0.0.0/8 ").is_ok());
+        assert!(parse_proxy("::1").is_ok());
+        assert!(parse_proxy("proxy.local").is_err());
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -17,9 +17,12 @@ pub mod domain;
 pub mod error;
 /// The GraphQL schema, types, loaders and request context.
 pub mod graphql;
-/// The HTTP surface: GraphQL over HTTP and WebSocket, health, playground.
+/// The HTTP surface: GraphQL over HTTP and WebSocket, health, metrics, playground, and
+/// the layers in front of them (CORS, rate limit, body limit).
 pub mod http;
 /// Business rules and transactions for catalog, customers and carts.
 pub mod services;
 /// Builds the whole application from settings (used by `main` and the tests).
 pub mod startup;
+/// Prometheus metrics: the process-wide recorder, metric names and recording helpers.
+pub mod telemetry;

@@ -6,8 +6,8 @@ use crate::checkout::Engine;
 use crate::checkout::events::Events;
 use crate::checkout::gateway::{FailureRates, Gateway};
 use crate::config::Settings;
-use crate::graphql::{Limits, Services};
-use crate::http::{AppState, StateInner};
+use crate::graphql::{ApqStore, Limits, Services};
+use crate::http::{AppState, HttpConfig, StateInner};
 use crate::services::seed;
 use anyhow::Context;
 use axum::Router;
@@ -78,11 +78,15 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         checkout,
     };
     let limits = Limits {
+        depth: settings.query_max_depth,
+        complexity: settings.query_max_complexity,
+        aliases: settings.query_max_aliases,
+        root_fields: settings.query_max_root_fields,
         introspection: settings.introspection,
-        ..Limits::default()
     };
+    crate::telemetry::install();
     Ok(AppState::new(StateInner {
-        schema: crate::graphql::schema::build(services, limits),
+        schema: crate::graphql::schema::build(services, limits, apq_store(settings, limits)?),
         db,
         cache,
         jwt,
@@ -91,7 +95,22 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             .clone()
             .unwrap_or_else(generated_instance_id),
         default_tenant: settings.default_tenant(),
+        http: HttpConfig::from_settings(settings),
     }))
+}
+
+/// Persisted queries in Redis when configured (shared by every instance), else in
+/// process.
+fn apq_store(settings: &Settings, limits: Limits) -> anyhow::Result<ApqStore> {
+    Ok(match &settings.redis_url {
+        Some(url) => ApqStore::redis(
+            crate::cache::redis_connection(url).context("REDIS_URL")?,
+            &settings.cache_key_prefix,
+            settings.apq_ttl,
+            limits,
+        ),
+        None => ApqStore::memory(settings.apq_max_entries, limits),
+    })
 }
 
 fn generated_instance_id() -> String {

@@ -23,7 +23,7 @@ pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
 pub use keys::selected_operation;
 pub use memory::MemoryBackend;
 pub use policy::{CachePolicy, ModulePolicy, Scope};
-pub use redis_backend::RedisBackend;
+pub use redis_backend::{RedisBackend, manager as redis_connection};
 pub use stats::{CacheStatsSnapshot, ModuleStats};
 pub use tags::{record_failure, record_tag};
 

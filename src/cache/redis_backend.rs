@@ -78,7 +78,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct RedisBackend(Arc<Shared>);
 
-fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
+/// A lazily connecting manager with this module's short timeouts and few retries.
+pub fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))

@@ -1,6 +1,7 @@
 //! Hit/miss/set/error counters, overall and per module, for `cacheStats`.
 use super::backend::BackendState;
 use super::policy::CachePolicy;
+use crate::telemetry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -51,6 +52,30 @@ pub struct CacheStatsSnapshot {
     pub state: BackendState,
 }
 
+/// A tag's family as a bounded metric label: `product:12` -> `product`.
+fn tag_family(tag: &str) -> &'static str {
+    const FAMILIES: [&str; 12] = [
+        "all",
+        "module",
+        "product",
+        "products",
+        "categories",
+        "cart",
+        "customer",
+        "customers",
+        "order",
+        "orders",
+        "stats",
+        "top_products",
+    ];
+    let family = tag.split(':').next().unwrap_or_default();
+    FAMILIES
+        .iter()
+        .find(|f| **f == family)
+        .copied()
+        .unwrap_or("other")
+}
+
 fn ratio(hits: u64, misses: u64) -> f64 {
     if hits + misses == 0 {
         0.0
@@ -60,24 +85,38 @@ fn ratio(hits: u64, misses: u64) -> f64 {
 }
 
 impl Stats {
-    fn counters(&self, module: &str) -> &Counters {
-        self.modules.get(module).unwrap_or(&self.other)
+    /// The module's counters and its name as a `'static` metric label.
+    fn counters(&self, module: &str) -> (&'static str, &Counters) {
+        self.modules
+            .get_key_value(module)
+            .map_or(("other", &self.other), |(name, c)| (*name, c))
     }
     pub fn hit(&self, module: &str) {
-        self.counters(module).hits.fetch_add(1, Relaxed);
+        let (name, c) = self.counters(module);
+        c.hits.fetch_add(1, Relaxed);
+        telemetry::cache(name, "hit");
     }
     pub fn miss(&self, module: &str) {
-        self.counters(module).misses.fetch_add(1, Relaxed);
+        let (name, c) = self.counters(module);
+        c.misses.fetch_add(1, Relaxed);
+        telemetry::cache(name, "miss");
     }
     pub fn set(&self, module: &str) {
-        self.counters(module).sets.fetch_add(1, Relaxed);
+        let (name, c) = self.counters(module);
+        c.sets.fetch_add(1, Relaxed);
+        telemetry::cache(name, "set");
     }
     pub fn error(&self, module: &str) {
-        self.counters(module).errors.fetch_add(1, Relaxed);
+        let (name, c) = self.counters(module);
+        c.errors.fetch_add(1, Relaxed);
+        telemetry::cache(name, "error");
     }
-    pub fn invalidated(&self, _tags: &[String], dropped: u64) {
+    pub fn invalidated(&self, tags: &[String], dropped: u64) {
         self.invalidations.fetch_add(1, Relaxed);
         self.invalidated_entries.fetch_add(dropped, Relaxed);
+        for tag in tags {
+            telemetry::cache_invalidation(tag_family(tag));
+        }
     }
 
     pub fn snapshot(&self, state: BackendState) -> CacheStatsSnapshot {

@@ -301,6 +301,7 @@ async fn accept(
     .exec_without_returning(&txn)
     .await?;
     txn.commit().await?;
+    crate::telemetry::saga_transition(SagaStatus::Pending.as_str());
     engine.wake.notify_one();
     engine.events.publish(saga.id).await;
     Ok(saga)

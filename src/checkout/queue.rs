@@ -69,6 +69,14 @@ pub async fn extend_lease<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Sagas accepted and not yet claimed, across tenants (for `/metrics`).
+pub async fn depth(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    sagas::Entity::find()
+        .filter(sagas::Column::Status.eq(SagaStatus::Pending.as_str()))
+        .count(db)
+        .await
+}
+
 #[derive(Debug, Clone, Default, async_graphql::SimpleObject)]
 pub struct QueueStats {
     /// Accepted, not yet claimed.

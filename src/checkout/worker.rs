@@ -213,6 +213,7 @@ impl Engine {
             .await?;
         }
         txn.commit().await?;
+        crate::telemetry::saga_transition(status.as_str());
         tracing::info!(saga = saga.id, status = status.as_str(), "saga finished");
         self.invalidate(saga, tags.to_vec()).await;
         self.events.publish(saga.id).await;

@@ -51,6 +51,7 @@ impl AdminQuery {
     }
 
     /// ADMIN: this tenant's cached entries (key, module, tags, TTL left, bytes).
+    #[graphql(complexity = "super::limits::weighted(first, 50, child_complexity)")]
     async fn cache_entries(
         &self,
         ctx: &Context<'_>,

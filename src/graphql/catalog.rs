@@ -149,6 +149,7 @@ impl CatalogQuery {
         Ok(product.map(Product::new))
     }
 
+    #[graphql(complexity = "super::limits::weighted(first, 20, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

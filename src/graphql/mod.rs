@@ -1,8 +1,11 @@
 //! The GraphQL API: schema, roots per domain, types, loaders, request context.
 mod admin;
+pub mod apq;
 mod catalog;
 pub mod context;
+pub mod limits;
 pub mod loaders;
+mod measure;
 mod mutation;
 mod orders;
 mod people;
@@ -10,5 +13,7 @@ pub mod schema;
 mod stats;
 mod types;
 
+pub use apq::ApqStore;
 pub use context::{RequestContext, Services};
+pub use limits::OperationTrace;
 pub use schema::{AppSchema, Limits};

@@ -30,6 +30,7 @@ impl PeopleQuery {
     }
 
     /// STAFF/ADMIN.
+    #[graphql(complexity = "super::limits::weighted(first, 20, child_complexity)")]
     async fn customers(
         &self,
         ctx: &Context<'_>,

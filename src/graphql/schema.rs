@@ -1,10 +1,14 @@
 //! Builds the schema: roots merged per domain, limits, extensions.
 use super::admin::{AdminMutation, AdminQuery};
+use super::apq::ApqStore;
 use super::catalog::{CatalogMutation, CatalogQuery};
 use super::context::Services;
+pub use super::limits::Limits;
+use super::limits::QueryLimits;
 use super::orders::{OrdersMutation, OrdersQuery, Subscription};
 use super::people::{PeopleMutation, PeopleQuery};
 use super::stats::StatsQuery;
+use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 #[derive(MergedObject, Default)]
@@ -26,28 +30,11 @@ pub struct Mutation(
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// Limits that reject abusive documents before any resolver runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub depth: usize,
-    pub complexity: usize,
-    pub introspection: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            depth: 12,
-            complexity: 5_000,
-            introspection: true,
-        }
-    }
-}
-
 fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
     let builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity);
+        .limit_complexity(limits.complexity)
+        .limit_recursive_depth(limits.nesting());
     if limits.introspection {
         builder
     } else {
@@ -55,9 +42,13 @@ fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
     }
 }
 
-pub fn build(services: Services, limits: Limits) -> AppSchema {
+/// Extensions run in this order: APQ turns a hash into a document, the limits refuse
+/// abusive documents, the cache serves and stores resolver results.
+pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSchema {
     let cache = services.cache.clone();
     builder(limits)
+        .extension(ApolloPersistedQueries::new(persisted))
+        .extension(QueryLimits(limits))
         .extension(crate::cache::CacheExtension::new(cache))
         .data(services)
         .finish()

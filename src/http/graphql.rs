@@ -9,7 +9,8 @@ use crate::cache::CacheTrace;
 use crate::db::{StatementCounter, count_statements};
 use crate::domain::TenantId;
 use crate::error::AppError;
-use crate::graphql::{RequestContext, loaders::Loaders};
+use crate::graphql::{OperationTrace, RequestContext, loaders::Loaders};
+use crate::telemetry;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Data, Request};
@@ -19,10 +20,13 @@ use axum::extract::{RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-const MAX_BATCH: usize = 10;
+
+/// The `operation` label of requests refused before any operation was identified.
+const INVALID: &str = "invalid";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -62,6 +66,7 @@ fn negotiate(headers: &HeaderMap) -> Option<Format> {
 }
 
 fn error_response(status: StatusCode, format: Format, err: &AppError) -> Response {
+    telemetry::error(Some(err.code()));
     let body =
         json!({ "errors": [{ "message": err.to_string(), "extensions": { "code": err.code() } }] });
     let mut response = (status, body.to_string()).into_response();
@@ -99,34 +104,32 @@ pub async fn get_handler(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(format) = negotiate(&headers) else {
-        return StatusCode::NOT_ACCEPTABLE.into_response();
+    let started = Instant::now();
+    let (operation, response) = get(state, &headers, query.as_deref().unwrap_or_default()).await;
+    telemetry::request(operation, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// A mutation by GET (by its text or a persisted hash) is refused with 405 by the query
+/// limits extension, once the document is known.
+async fn get(state: AppState, headers: &HeaderMap, query: &str) -> (&'static str, Response) {
+    let Some(format) = negotiate(headers) else {
+        return (INVALID, StatusCode::NOT_ACCEPTABLE.into_response());
     };
-    let request =
-        match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
-            Ok(request) => request,
-            Err(err) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    format,
-                    &AppError::BadInput(err.to_string()),
-                );
-            }
-        };
-    if is_mutation(&request) {
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format,
-            &AppError::BadInput("mutations must be sent with POST".into()),
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
+    let request = match async_graphql::http::parse_query_string(query) {
+        Ok(request) => request,
+        Err(err) => {
+            let response = error_response(
+                StatusCode::BAD_REQUEST,
+                format,
+                &AppError::BadInput(err.to_string()),
+            );
+            return (INVALID, response);
+        }
+    };
     execute(
         state,
-        &headers,
+        headers,
         Method::GET,
         BatchRequest::Single(request),
         format,
@@ -139,45 +142,58 @@ pub async fn post_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(format) = negotiate(&headers) else {
-        return StatusCode::NOT_ACCEPTABLE.into_response();
+    let started = Instant::now();
+    let (operation, response) = post(state, &headers, &body).await;
+    telemetry::request(operation, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn post(state: AppState, headers: &HeaderMap, body: &[u8]) -> (&'static str, Response) {
+    let Some(format) = negotiate(headers) else {
+        return (INVALID, StatusCode::NOT_ACCEPTABLE.into_response());
     };
-    let is_json = header_str(&headers, header::CONTENT_TYPE.as_str())
+    let is_json = header_str(headers, header::CONTENT_TYPE.as_str())
         .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
     if !is_json {
-        return error_response(
+        let response = error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format,
             &AppError::BadInput("send the request as application/json".into()),
         );
+        return (INVALID, response);
     }
-    let batch = match serde_json::from_slice::<BatchRequest>(&body) {
+    let batch = match serde_json::from_slice::<BatchRequest>(body) {
         Ok(batch) => batch,
         Err(err) => {
-            return error_response(
+            let response = error_response(
                 StatusCode::BAD_REQUEST,
                 format,
                 &AppError::BadInput(format!("the body is not a GraphQL request: {err}")),
             );
+            return (INVALID, response);
         }
     };
+    let max = state.http.max_batch;
     if let BatchRequest::Batch(requests) = &batch
-        && (requests.is_empty() || requests.len() > MAX_BATCH)
+        && (requests.is_empty() || requests.len() > max)
     {
-        return error_response(
+        let response = error_response(
             StatusCode::BAD_REQUEST,
             format,
-            &AppError::TooComplex(format!("a batch holds 1 to {MAX_BATCH} operations")),
+            &AppError::TooComplex(format!(
+                "a batch holds 1 to {max} operations (QUERY_MAX_BATCH)"
+            )),
         );
+        return (INVALID, response);
     }
     if let (Some(key), BatchRequest::Single(request)) =
-        (header_str(&headers, "idempotency-key"), &batch)
+        (header_str(headers, "idempotency-key"), &batch)
         && is_mutation(request)
     {
         let key = key.trim().to_owned();
-        return run_once(state, &headers, &key, batch, format).await;
+        return run_once(state, headers, &key, batch, format).await;
     }
-    execute(state, &headers, Method::POST, batch, format).await
+    execute(state, headers, Method::POST, batch, format).await
 }
 
 /// Runs a mutation request at most once per tenant, caller and `Idempotency-Key`.
@@ -187,10 +203,10 @@ async fn run_once(
     key: &str,
     batch: BatchRequest,
     format: Format,
-) -> Response {
+) -> (&'static str, Response) {
     let actor = match request_actor(&state, headers, format) {
         Ok(actor) => actor,
-        Err(response) => return *response,
+        Err(response) => return (INVALID, *response),
     };
     let BatchRequest::Single(request) = &batch else {
         return execute(state, headers, Method::POST, batch, format).await;
@@ -206,22 +222,34 @@ async fn run_once(
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            response
+            ("mutation", response)
         }
         Ok(idempotency::Begin::Fresh(record)) => {
-            let response = execute(state.clone(), headers, Method::POST, batch, format).await;
+            let (label, response) =
+                execute(state.clone(), headers, Method::POST, batch, format).await;
             let (parts, body) = response.into_parts();
             let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                return (label, StatusCode::INTERNAL_SERVER_ERROR.into_response());
             };
             if let Err(err) = idempotency::complete(&state.db, record, &bytes).await {
                 tracing::warn!(error = %err, "could not store an idempotent response");
             }
-            Response::from_parts(parts, axum::body::Body::from(bytes))
+            (
+                label,
+                Response::from_parts(parts, axum::body::Body::from(bytes)),
+            )
         }
-        Err(err @ AppError::Conflict(_)) => error_response(StatusCode::CONFLICT, format, &err),
-        Err(err @ AppError::BadInput(_)) => error_response(StatusCode::BAD_REQUEST, format, &err),
-        Err(err) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format, &err),
+        Err(err @ AppError::Conflict(_)) => {
+            (INVALID, error_response(StatusCode::CONFLICT, format, &err))
+        }
+        Err(err @ AppError::BadInput(_)) => (
+            INVALID,
+            error_response(StatusCode::BAD_REQUEST, format, &err),
+        ),
+        Err(err) => (
+            INVALID,
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, format, &err),
+        ),
     }
 }
 
@@ -253,17 +281,26 @@ fn is_mutation(request: &Request) -> bool {
         .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
+fn operation_label(kind: Option<OperationType>) -> &'static str {
+    match kind {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => INVALID,
+    }
+}
+
 async fn execute(
     state: AppState,
     headers: &HeaderMap,
     method: Method,
     batch: BatchRequest,
     format: Format,
-) -> Response {
+) -> (&'static str, Response) {
     let started = Instant::now();
     let actor = match request_actor(&state, headers, format) {
         Ok(actor) => actor,
-        Err(response) => return *response,
+        Err(response) => return (INVALID, *response),
     };
     let debug =
         header_str(headers, "x-debug").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
@@ -273,17 +310,21 @@ async fn execute(
         BatchRequest::Batch(requests) => (false, requests),
     };
     let mut traces = Vec::new();
+    let mut operations = Vec::new();
     let requests: Vec<Request> = requests
         .into_iter()
         .map(|request| {
-            let trace = std::sync::Arc::new(CacheTrace::default());
+            let trace = Arc::new(CacheTrace::default());
             traces.push(trace.clone());
+            let operation = Arc::new(OperationTrace::new(method == Method::GET));
+            operations.push(operation.clone());
             request
                 .data(RequestContext {
                     actor: actor.clone(),
                     loaders: Loaders::new(&state.db, actor.tenant.as_str(), Some(counter.clone())),
                 })
                 .data(trace)
+                .data(operation)
         })
         .collect();
     let batch = if single {
@@ -295,18 +336,51 @@ async fn execute(
         BatchRequest::Batch(requests)
     };
     let response = count_statements(counter.clone(), state.schema.execute_batch(batch)).await;
-    finish(response, &traces, debug, &counter, started, format, &method)
+    let label = if single {
+        operation_label(operations.first().and_then(|o| o.kind()))
+    } else {
+        "batch"
+    };
+    let refused_by_get = operations.iter().any(|o| o.refused_mutation());
+    let mut http = finish(response, &traces, debug, &counter, started, format, &method);
+    if refused_by_get {
+        *http.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        http.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    (label, http)
+}
+
+/// Counts the errors of a response by code.
+fn count_errors(response: &BatchResponse) {
+    let responses = match response {
+        BatchResponse::Single(single) => std::slice::from_ref(single),
+        BatchResponse::Batch(batch) => batch.as_slice(),
+    };
+    for error in responses.iter().flat_map(|r| &r.errors) {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .and_then(|code| match code {
+                async_graphql::Value::String(code) => Some(code.as_str()),
+                async_graphql::Value::Enum(code) => Some(code.as_str()),
+                _ => None,
+            });
+        telemetry::error(code);
+    }
 }
 
 fn finish(
     response: BatchResponse,
-    traces: &[std::sync::Arc<CacheTrace>],
+    traces: &[Arc<CacheTrace>],
     debug: bool,
     counter: &StatementCounter,
     started: Instant,
     format: Format,
     method: &Method,
 ) -> Response {
+    count_errors(&response);
     let mut response = response;
     let mut status = StatusCode::OK;
     let mut cache_control = "no-store".to_owned();

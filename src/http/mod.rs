@@ -1,18 +1,27 @@
-//! The HTTP surface: GraphQL (HTTP + WebSocket), health, playground.
+//! The HTTP surface: GraphQL (HTTP + WebSocket), health, metrics, playground, and the
+//! layers in front of them (CORS, rate limit, body limit).
 mod graphql;
 mod health;
 mod idempotency;
+mod metrics;
 mod playground;
+pub mod rate_limit;
+mod reject;
 
 use crate::auth::JwtKeys;
 use crate::cache::Cache;
+use crate::config::Settings;
 use crate::domain::TenantId;
 use crate::graphql::AppSchema;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
+use rate_limit::RateLimit;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -27,6 +36,34 @@ pub struct StateInner {
     pub jwt: JwtKeys,
     pub instance_id: String,
     pub default_tenant: TenantId,
+    pub http: HttpConfig,
+}
+
+/// What the HTTP layers and the GraphQL handler enforce.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `None` when `RATE_LIMIT_ENABLED=false`.
+    pub rate_limit: Option<RateLimit>,
+    pub max_body_bytes: usize,
+    /// Most operations in one batched request.
+    pub max_batch: usize,
+    /// `*`, a list of origins, or empty for no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl HttpConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            rate_limit: settings.rate_limit_enabled.then(|| RateLimit {
+                per_minute: settings.rate_limit_per_minute,
+                burst: settings.rate_limit_burst,
+                trusted_proxies: settings.trusted_proxies().into(),
+            }),
+            max_body_bytes: settings.max_body_bytes,
+            max_batch: settings.query_max_batch,
+            cors_allowed_origins: settings.cors_origins(),
+        }
+    }
 }
 
 impl AppState {
@@ -43,25 +80,68 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Largest request body accepted (a GraphQL document with its variables).
-const BODY_LIMIT: usize = 256 * 1024;
-
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let limit = state.http.max_body_bytes;
+    let mut api = Router::new()
         .route(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
         .route("/graphql/ws", get(graphql::ws_handler))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
-    Router::new()
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            reject::oversize_body(limit, request, next)
+        }));
+    // Outermost on the API routes, so a refused request costs no body read.
+    if let Some(layer) = state.http.rate_limit.as_ref().and_then(rate_limit::layer) {
+        api = api.layer(layer);
+    }
+    let mut app = Router::new()
         .merge(api)
         .merge(health::routes())
+        .merge(metrics::routes())
         .merge(playground::routes())
         .layer(TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
-        ))
-        .with_state(state)
+        ));
+    // Outermost: preflights are answered before the rate limiter, and refusals (429,
+    // 413) carry the CORS headers a browser needs to read them.
+    if let Some(cors) = cors_layer(&state.http.cors_allowed_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::ACCEPT,
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-tenant"),
+                HeaderName::from_static("x-debug"),
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderName::from_static("x-ratelimit-after"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }

@@ -201,6 +201,12 @@ async fn pagination_walks_every_product_once_with_stable_cursors() {
         )
         .await;
     assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+    // Just over the page size: the resolver refuses it.
+    let over = app
+        .gql(None, "{ products(first: 101) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(error_code(&over), "BAD_USER_INPUT");
+    // Huge: the complexity limit refuses it before any resolver runs.
     let huge = app
         .gql(
             None,
@@ -208,7 +214,7 @@ async fn pagination_walks_every_product_once_with_stable_cursors() {
             json!({}),
         )
         .await;
-    assert_eq!(error_code(&huge), "BAD_USER_INPUT");
+    assert_eq!(error_code(&huge), "QUERY_TOO_COMPLEX");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod checkout;
 mod helpers;
 mod http;
 mod n_plus_one;
+mod protection;
 mod recovery;
 mod redis;
 mod redis_process;

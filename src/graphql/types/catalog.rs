@@ -83,6 +83,7 @@ impl Category {
     async fn slug(&self) -> &str {
         &self.0.slug
     }
+    #[graphql(complexity = "crate::graphql::limits::weighted(first, 20, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

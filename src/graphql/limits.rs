@@ -1,0 +1,205 @@
+//! Query limits: abusive documents are refused with `QUERY_TOO_COMPLEX` before any
+//! resolver runs.
+//!
+//! The document is measured (`measure.rs`) in `prepare_request`: after APQ has turned a
+//! hash into a document, and before async-graphql's own checks, some of which walk every
+//! fragment spread and so take exponential time on a "fragment bomb". The same hook
+//! notes the operation's type for the HTTP layer and refuses a mutation sent by GET.
+//!
+//! async-graphql then computes the real complexity (lists weighted by `first`/`limit`,
+//! see the `complexity` attributes on list fields) and depth during validation; its
+//! errors for those carry no code, so the `validation` hook adds `QUERY_TOO_COMPLEX`.
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+    NextValidation,
+};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult, ValidationResult};
+use async_graphql::{Variables, parser};
+use std::any::TypeId;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+pub const TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+
+/// Limits that reject abusive documents before any resolver runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub aliases: usize,
+    pub root_fields: usize,
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 12,
+            complexity: 5_000,
+            aliases: 30,
+            root_fields: 20,
+            introspection: true,
+        }
+    }
+}
+
+impl Limits {
+    /// Nesting of selection sets and fragments (what async-graphql calls recursive
+    /// depth); also bounds the recursion of the measuring walk.
+    pub fn nesting(&self) -> usize {
+        self.depth.saturating_mul(2).max(32)
+    }
+}
+
+/// What the HTTP handler learns about one request: the operation's type (for metrics)
+/// and whether it was a mutation refused because it came by GET.
+#[derive(Debug, Default)]
+pub struct OperationTrace {
+    read_only: bool,
+    kind: OnceLock<OperationType>,
+    refused_mutation: AtomicBool,
+}
+
+impl OperationTrace {
+    /// `read_only`: the request came by GET, so mutations are refused.
+    pub fn new(read_only: bool) -> Self {
+        Self {
+            read_only,
+            ..Self::default()
+        }
+    }
+
+    pub fn kind(&self) -> Option<OperationType> {
+        self.kind.get().copied()
+    }
+
+    pub fn refused_mutation(&self) -> bool {
+        self.refused_mutation.load(Ordering::Relaxed)
+    }
+}
+
+/// The complexity of a list field: its items' complexity times how many it may return
+/// (`first`/`limit`, or the default when omitted), plus one for the field itself.
+pub fn weighted(count: Option<i32>, default: i32, child_complexity: usize) -> usize {
+    let count = usize::try_from(count.unwrap_or(default)).unwrap_or(0);
+    count.saturating_mul(child_complexity).saturating_add(1)
+}
+
+fn coded(message: impl Into<String>, code: &'static str) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    err.extensions = Some(extensions);
+    err
+}
+
+pub(super) fn too_complex(message: impl Into<String>) -> ServerError {
+    coded(message, TOO_COMPLEX)
+}
+
+/// A document nested beyond what the parser accepts is refused like any too-deep one,
+/// without echoing it back.
+fn parse_error(err: parser::Error) -> ServerError {
+    match &err {
+        parser::Error::RecursionLimitExceeded => too_complex("the document is nested too deeply"),
+        parser::Error::Syntax { message, .. } if message.contains("stack limit reached") => {
+            too_complex("the document is nested too deeply")
+        }
+        _ => ServerError::from(err),
+    }
+}
+
+/// Adds the code to async-graphql's own limit errors (depth, complexity, recursion).
+fn tag_limit_error(mut err: ServerError) -> ServerError {
+    let is_limit = err.extensions.is_none()
+        && (err.message == "Query is too complex."
+            || err.message == "Query is nested too deep."
+            || err.message.starts_with("The recursion depth of the query"));
+    if is_limit {
+        let mut extensions = ErrorExtensionValues::default();
+        extensions.set("code", TOO_COMPLEX);
+        err.extensions = Some(extensions);
+    }
+    err
+}
+
+pub struct QueryLimits(pub Limits);
+
+impl ExtensionFactory for QueryLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RequestLimits(self.0))
+    }
+}
+
+struct RequestLimits(Limits);
+
+#[async_trait::async_trait]
+impl Extension for RequestLimits {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let operation_name = request.operation_name.clone();
+        // A persisted query arrives parsed (and with an empty `query`); any other is
+        // parsed here, once: async-graphql reuses the document.
+        if !request.query.is_empty() {
+            let doc = parser::parse_query(&request.query).map_err(parse_error)?;
+            request.set_parsed_query(doc);
+        }
+        let kind = {
+            let doc = request.parsed_query()?;
+            super::measure::check(doc, &self.0)?;
+            crate::cache::selected_operation(doc, operation_name.as_deref()).map(|op| op.node.ty)
+        };
+        let trace = request
+            .data
+            .get(&TypeId::of::<Arc<OperationTrace>>())
+            .and_then(|d| d.downcast_ref::<Arc<OperationTrace>>());
+        if let (Some(trace), Some(kind)) = (trace, kind) {
+            let _ = trace.kind.set(kind);
+            if trace.read_only && kind == OperationType::Mutation {
+                trace.refused_mutation.store(true, Ordering::Relaxed);
+                return Err(coded("mutations must be sent with POST", "BAD_USER_INPUT"));
+            }
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(tag_limit_error)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx)
+            .await
+            .map_err(|errors| errors.into_iter().map(tag_limit_error).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_errors_from_async_graphql_get_the_code() {
+        let tagged = tag_limit_error(ServerError::new("Query is too complex.", None));
+        assert!(tagged.extensions.is_some());
+        let other = tag_limit_error(ServerError::new("Unknown field \"x\"", None));
+        assert!(other.extensions.is_none());
+    }
+}

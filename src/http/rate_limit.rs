@@ -1,0 +1,231 @@
+//! Per-client rate limiting of the GraphQL routes with `tower_governor`: a token bucket
+//! per client IP (`RATE_LIMIT_PER_MINUTE` sustained, `RATE_LIMIT_BURST` at once). Over
+//! the limit: 429 with `Retry-After`, `x-ratelimit-*` and a GraphQL-shaped body with
+//! code `RATE_LIMITED`.
+//!
+//! The client IP is the TCP peer, unless the peer is one of `TRUSTED_PROXIES`: then it is
+//! the rightmost `X-Forwarded-For` address that is not itself a trusted proxy (each
+//! proxy appends the address it received from, so everything left of the first
+//! untrusted hop may be forged). IPv6 clients are keyed by their /64, which one host
+//! usually holds whole. A background task drops idle keys, so memory stays bounded.
+use super::reject::graphql_error;
+use crate::telemetry;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use governor::middleware::StateInformationMiddleware;
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::KeyExtractor;
+use tower_governor::{GovernorError, GovernorLayer};
+
+/// How often keys whose bucket is full again are dropped.
+const RETAIN_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+pub type Layer = GovernorLayer<ClientIp, StateInformationMiddleware, Body>;
+
+/// Builds the layer and starts the task that keeps the limiter's key map small; the task
+/// ends when the layer (and so the router) is dropped.
+pub fn layer(limit: &RateLimit) -> Option<Layer> {
+    let period = Duration::from_secs(60) / limit.per_minute.max(1);
+    let config = GovernorConfigBuilder::default()
+        .key_extractor(ClientIp {
+            trusted: limit.trusted_proxies.clone(),
+        })
+        .period(period)
+        .burst_size(limit.burst)
+        .use_headers()
+        .finish()?;
+    let limiter = Arc::downgrade(config.limiter());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETAIN_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(limiter) = limiter.upgrade() else {
+                return;
+            };
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    });
+    Some(GovernorLayer::new(config).error_handler(refusal))
+}
+
+fn refusal(err: GovernorError) -> Response<Body> {
+    match err {
+        GovernorError::TooManyRequests { wait_time, headers } => {
+            telemetry::rate_limited();
+            // `wait_time` is rounded down (0 for a sub-second wait): round up instead.
+            let retry = wait_time.saturating_add(1);
+            let mut response = graphql_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                &format!("too many requests: retry in {retry} s"),
+            );
+            let h = response.headers_mut();
+            for (name, value) in headers.iter().flat_map(HeaderMap::iter) {
+                if name.as_str().starts_with("x-ratelimit-") {
+                    h.insert(name.clone(), value.clone());
+                }
+            }
+            h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
+            h.insert(
+                HeaderName::from_static("x-ratelimit-after"),
+                HeaderValue::from(retry),
+            );
+            response
+        }
+        GovernorError::UnableToExtractKey | GovernorError::Other { .. } => {
+            tracing::error!(error = %err, "rate limiter could not identify the client");
+            graphql_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            )
+        }
+    }
+}
+
+/// The rate-limit key: the client IP as described in the module docs.
+#[derive(Debug, Clone)]
+pub struct ClientIp {
+    trusted: Arc<[IpNet]>,
+}
+
+impl KeyExtractor for ClientIp {
+    type Key = IpAddr;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<IpAddr, GovernorError> {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .ok_or(GovernorError::UnableToExtractKey)?;
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(bucket(client_ip(peer, forwarded, &self.trusted)))
+    }
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// An `X-Forwarded-For` element: an address, possibly with a port (`[::1]:80`, `1.2.3.4:5`).
+fn parse_hop(raw: &str) -> Option<IpAddr> {
+    let raw = raw.trim();
+    raw.parse::<IpAddr>()
+        .ok()
+        .or_else(|| raw.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+/// The client's address: the peer, or (behind trusted proxies) the rightmost untrusted
+/// `X-Forwarded-For` hop. `headers` are the header's values in the order received.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    headers: impl Iterator<Item = &'a str>,
+    trusted: &[IpNet],
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers.flat_map(|h| h.split(',')).collect();
+    let mut client = peer;
+    for raw in hops.iter().rev() {
+        let Some(hop) = parse_hop(raw) else {
+            // Garbage where a trusted proxy should have written an address: believe
+            // nothing further left.
+            return client;
+        };
+        client = hop;
+        if !is_trusted(hop, trusted) {
+            break;
+        }
+    }
+    client
+}
+
+/// The limiter bucket of an address: IPv4 as is, IPv6 by its /64.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|_| unreachable!("test literal"))
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|s| s.parse().unwrap_or_else(|_| unreachable!("test literal")))
+            .collect()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let forged = ["1.1.1.1"].into_iter();
+        assert_eq!(client_ip(ip("8.8.8.8"), forged, &trusted), ip("8.8.8.8"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
+        let trusted = nets(&["10.0.0.0/8", "192.168.1.1/32"]);
+        // The client forged 6.6.6.6; the edge proxy appended the real peer 5.5.5.5;
+        // an inner proxy appended the edge proxy's address.
+        let headers = ["6.6.6.6, 5.5.5.5", "192.168.1.1"].into_iter();
+        assert_eq!(client_ip(ip("10.1.2.3"), headers, &trusted), ip("5.5.5.5"));
+    }
+
+    #[test]
+    fn a_trusted_peer_without_forwarding_is_the_client() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), std::iter::empty(), &trusted),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn garbage_stops_the_walk_and_ports_and_mapped_addresses_are_understood() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let headers = ["1.2.3.4, junk, 10.0.0.9"].into_iter();
+        assert_eq!(client_ip(ip("10.0.0.1"), headers, &trusted), ip("10.0.0.9"));
+        let headers = ["[2001:db8::1]:443"].into_iter();
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), headers, &trusted),
+            ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        assert_eq!(bucket(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(bucket(ip("9.9.9.9")), ip("9.9.9.9"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Refusals made outside the GraphQL handler (rate limit, body size) still answer with a
+//! GraphQL-shaped body, so a client reads them like any other error.
+use crate::telemetry;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// `{"errors":[{"message":…,"extensions":{"code":…}}]}` with `status`.
+pub fn graphql_error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    telemetry::error(Some(code));
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// Turns the bare 413 of the body limit (refused by `Content-Length`, or while reading
+/// a body without one) into a GraphQL error with code `BAD_USER_INPUT`: the request
+/// is malformed input, not a document to measure.
+pub async fn oversize_body(limit: usize, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return graphql_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BAD_USER_INPUT",
+            &format!("the request body exceeds {limit} bytes (MAX_BODY_BYTES)"),
+        );
+    }
+    response
+}
