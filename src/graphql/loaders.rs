@@ -127,6 +127,28 @@ pub struct Loaders {
     pub saga_steps: DataLoader<SagaStepsLoader>,
 }
 
+impl Loaders {
+    /// Pairs each line with its product, loading all the products in one batch. A line
+    /// whose product vanished between the two loads is dropped, not an error.
+    pub async fn with_products<T>(
+        &self,
+        lines: Vec<T>,
+        product_of: impl Fn(&T) -> i64,
+    ) -> Result<Vec<(T, products::Model)>, DbErr> {
+        let products = self
+            .products
+            .load_many(lines.iter().map(&product_of))
+            .await?;
+        Ok(lines
+            .into_iter()
+            .filter_map(|line| {
+                let product = products.get(&product_of(&line))?.clone();
+                Some((line, product))
+            })
+            .collect())
+    }
+}
+
 /// Long enough to gather the keys of one level of a response (polling a few hundred
 /// resolvers, with yields between them, must fit in it), short enough not to show.
 const BATCH_DELAY: Duration = Duration::from_millis(2);

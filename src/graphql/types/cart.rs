@@ -36,18 +36,13 @@ impl Cart {
             .await
             .map_err(db_error)?
             .unwrap_or_default();
-        let products = loaders
-            .products
-            .load_many(items.iter().map(|item| item.product_id))
+        let lines = loaders
+            .with_products(items, |item| item.product_id)
             .await
             .map_err(db_error)?;
-        // A line whose product vanished between the two loads is dropped, not an error.
-        Ok(items
+        Ok(lines
             .into_iter()
-            .filter_map(|item| {
-                let product = products.get(&item.product_id)?.clone();
-                Some(CartLine { item, product })
-            })
+            .map(|(item, product)| CartLine { item, product })
             .collect())
     }
 }

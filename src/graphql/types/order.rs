@@ -45,17 +45,13 @@ impl Order {
             .await
             .map_err(db_error)?
             .unwrap_or_default();
-        let products = loaders
-            .products
-            .load_many(items.iter().map(|i| i.product_id))
+        let lines = loaders
+            .with_products(items, |item| item.product_id)
             .await
             .map_err(db_error)?;
-        Ok(items
+        Ok(lines
             .into_iter()
-            .filter_map(|item| {
-                let product = products.get(&item.product_id)?.clone();
-                Some(OrderLine { item, product })
-            })
+            .map(|(item, product)| OrderLine { item, product })
             .collect())
     }
     async fn total(&self) -> Decimal {
