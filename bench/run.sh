@@ -76,6 +76,10 @@ measure 'cart, in-process cache' "$CART" '"itemCount":10' "$CUSTOMER"
 measure 'topProducts, in-process cache' "$TOP" '"unitsSold"'
 measure 'salesStats, in-process cache' "$SALES" '"averageTicket"' "$STAFF"
 
+start_server CACHE_ENABLED=true RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000
+measure '{ __typename }, rate limiter on' "$TYPENAME" '"Query"'
+measure 'products(first: 20), in-process cache, rate limiter on' "$PRODUCTS" '"edges"'
+
 start_server CACHE_ENABLED=false
 measure 'products(first: 20), uncached' "$PRODUCTS" '"edges"'
 measure 'cart, uncached' "$CART" '"itemCount":10' "$CUSTOMER"
