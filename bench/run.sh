@@ -48,7 +48,7 @@ measure() {
   printf '%s' "$body" >"$OUT/body.json"
   gql "$token" "$body" >/dev/null # warm the cache (a miss) before timing
   local line
-  line=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/body.json" "$expect" "$token" | grep '^RESULT')
+  line=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/body.json" "$expect" "$token" | grep '^RESULT')
   echo "$name: $line"
   ROWS+=("$name|$line")
 }
