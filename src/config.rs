@@ -200,7 +200,7 @@ pub struct Settings {
         long,
         env = "QUERY_MAX_DEPTH",
         value_name = "QUERY_MAX_DEPTH",
-        default_value_t = 12,
+        default_value_t = 16,
         global = true
     )]
     pub query_max_depth: usize,

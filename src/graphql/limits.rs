@@ -35,7 +35,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            depth: 12,
+            // GraphiQL's introspection query nests 15 levels (TypeRef's `ofType` chain).
+            depth: 16,
             complexity: 5_000,
             aliases: 30,
             root_fields: 20,

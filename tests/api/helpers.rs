@@ -99,7 +99,7 @@ pub async fn test_settings() -> Settings {
         rate_limit_burst: 10_000,
         trusted_proxies: Vec::new(),
         cors_allowed_origins: Vec::new(),
-        query_max_depth: 12,
+        query_max_depth: 16,
         query_max_complexity: 5_000,
         query_max_aliases: 30,
         query_max_root_fields: 20,

@@ -209,3 +209,25 @@ fn committed_schema_matches_the_code() {
         "schema.graphql is out of date: run `cargo run -- export-schema`"
     );
 }
+
+/// The query GraphiQL (graphql-js `getIntrospectionQuery`) sends to learn the schema.
+const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name } subscriptionType { name } types { ...FullType } directives { name description locations args { ...InputValue } } } }
+fragment FullType on __Type { kind name description fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason } inputFields { ...InputValue } interfaces { ...TypeRef } enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } possibleTypes { ...TypeRef } }
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } } }";
+
+#[tokio::test]
+async fn the_playground_introspection_query_passes_the_query_limits() {
+    let app = spawn_app().await;
+    let body = app.gql(None, INTROSPECTION, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let types = body["data"]["__schema"]["types"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    assert!(types > 30, "{types} types");
+    assert_eq!(
+        body["data"]["__schema"]["subscriptionType"]["name"],
+        "Subscription"
+    );
+}
