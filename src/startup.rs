@@ -95,6 +95,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
             .clone()
             .unwrap_or_else(generated_instance_id),
         default_tenant: settings.default_tenant(),
+        known_documents: Default::default(),
         http: HttpConfig::from_settings(settings),
     }))
 }

@@ -29,6 +29,8 @@ pub struct Unavailable;
 /// A read: the entry (if any) and the tenant's invalidation sequence at read time.
 pub struct Found {
     pub entry: Option<Vec<u8>>,
+    /// The tags the entry was stored with (empty on a miss).
+    pub tags: Vec<String>,
     pub seq: u64,
 }
 

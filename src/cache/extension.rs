@@ -40,9 +40,10 @@ impl ExtensionFactory for CacheExtension {
 
 /// What the cache did for each cached root field of one request; read by the HTTP
 /// layer for `extensions.debug.cache` and `Cache-Control`.
-#[derive(Default)]
 pub struct CacheTrace {
     fields: Mutex<Vec<FieldOutcome>>,
+    /// Tags of every cached field so far; `None` once a field was not cached.
+    tags: Mutex<Option<std::collections::BTreeSet<String>>>,
     /// Scope and max-age of the response as a whole; `None` once a field is uncacheable.
     control: Mutex<Option<Option<(Scope, Duration)>>>,
 }
@@ -52,6 +53,16 @@ pub struct FieldOutcome {
     pub field: String,
     pub module: String,
     pub outcome: &'static str,
+}
+
+impl Default for CacheTrace {
+    fn default() -> Self {
+        Self {
+            fields: Mutex::new(Vec::new()),
+            tags: Mutex::new(Some(std::collections::BTreeSet::new())),
+            control: Mutex::new(None),
+        }
+    }
 }
 
 impl CacheTrace {
@@ -80,6 +91,33 @@ impl CacheTrace {
                 }
             });
         }
+    }
+
+    /// Adds a cached field's tags to the response's; `None` (a field not cached, or
+    /// cached without tags) makes the whole response uncacheable.
+    fn add_tags(&self, tags: Option<&[String]>) {
+        if let Ok(mut all) = self.tags.lock() {
+            match (all.as_mut(), tags) {
+                (Some(all), Some(tags)) if !tags.is_empty() => all.extend(tags.iter().cloned()),
+                _ => *all = None,
+            }
+        }
+    }
+
+    /// The union of the tags of every cached field, when all of them were cached.
+    pub fn response_tags(&self) -> Option<Vec<String>> {
+        let tags = self.tags.lock().ok()?.clone()?;
+        (!tags.is_empty()).then(|| tags.into_iter().collect())
+    }
+
+    /// The response's max-age, when every root field was cacheable.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.control
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .flatten()
+            .map(|(_, ttl)| ttl)
     }
 
     pub fn outcomes(&self) -> Vec<FieldOutcome> {
@@ -223,8 +261,18 @@ impl Extension for RequestCache {
             key: &key,
         };
         let (outcome, result) = match self.cache.lookup(&slot).await {
-            Lookup::Hit(value) | Lookup::Joined(value) => ("hit", Ok(Some(value))),
-            Lookup::Bypass => ("bypass", next.run(ctx, info).await),
+            Lookup::Hit(value, tags) | Lookup::Joined(value, tags) => {
+                if let Some(trace) = trace {
+                    trace.add_tags(Some(&tags));
+                }
+                ("hit", Ok(Some(value)))
+            }
+            Lookup::Bypass => {
+                if let Some(trace) = trace {
+                    trace.add_tags(None);
+                }
+                ("bypass", next.run(ctx, info).await)
+            }
             Lookup::Miss { seq, leader } => {
                 let collector = TagCollector::default();
                 let result = collecting(collector.clone(), next.run(ctx, info)).await;
@@ -234,13 +282,16 @@ impl Extension for RequestCache {
                     .ok()
                     .and_then(Option::as_ref)
                     .filter(|_| !failed);
+                let tags = entry_tags(&policy, extra_tags, collector);
                 if let Some(value) = value {
                     let ttl = self.ttl_for(&policy, value);
-                    let tags = entry_tags(&policy, extra_tags, collector);
                     self.cache.store(&slot, value, ttl, &tags, seq).await;
                 }
+                if let Some(trace) = trace {
+                    trace.add_tags(value.map(|_| tags.as_slice()));
+                }
                 if let Some(leader) = leader {
-                    leader.complete(value.cloned());
+                    leader.complete(value.map(|v| (v.clone(), tags)));
                 }
                 ("miss", result)
             }

@@ -84,16 +84,20 @@ impl MemoryBackend {
         let Ok(state) = self.state.lock() else {
             return Found {
                 entry: None,
+                tags: Vec::new(),
                 seq: 0,
             };
         };
-        let entry = state
+        let live = state
             .entries
             .get(key)
-            .filter(|e| e.expires > Instant::now())
-            .map(|e| e.value.clone());
+            .filter(|e| e.expires > Instant::now());
         let seq = state.seq.get(tenant.as_str()).copied().unwrap_or(0);
-        Found { entry, seq }
+        Found {
+            entry: live.map(|e| e.value.clone()),
+            tags: live.map(|e| e.tags.clone()).unwrap_or_default(),
+            seq,
+        }
     }
 
     pub fn set(

@@ -18,11 +18,11 @@ mod redis_backend;
 mod stats;
 mod tags;
 
-pub use backend::{Backend, BackendState, EntryInfo};
+pub use backend::{Backend, BackendState, EntryInfo, Found};
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
 pub use keys::selected_operation;
 pub use memory::MemoryBackend;
-pub use policy::{CachePolicy, ModulePolicy, Scope};
+pub use policy::{CachePolicy, ModulePolicy, RESPONSE_MODULE, Scope};
 pub use redis_backend::{RedisBackend, manager as redis_connection};
 pub use stats::{CacheStatsSnapshot, ModuleStats};
 pub use tags::{record_failure, record_tag};
@@ -37,12 +37,23 @@ use tokio::sync::watch;
 /// A load in flight on this instance, which concurrent misses on the same key join.
 struct Flight {
     seq: u64,
-    result: watch::Receiver<Option<Option<Value>>>,
+    result: watch::Receiver<Option<Option<Tagged>>>,
 }
 
 /// See `Cache::set_store_hook`.
 pub type StoreHook =
     Arc<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// What `get_raw` found.
+pub enum RawLookup {
+    Hit(Vec<u8>),
+    /// Not cached: store under this sequence.
+    Miss(u64),
+    Bypass,
+}
+
+/// A cached value with the tags it was stored under.
+pub type Tagged = (Value, Vec<String>);
 
 /// Where a cached value lives: its tenant, module (for stats) and key.
 pub struct Slot<'a> {
@@ -67,7 +78,7 @@ pub struct Cache(Arc<Inner>);
 
 /// What `lookup` found for a key.
 pub enum Lookup {
-    Hit(Value),
+    Hit(Value, Vec<String>),
     /// Not cached: load under this sequence (see `store`). `leader` is `Some` when this
     /// caller must load and then call `finish_flight`.
     Miss {
@@ -75,7 +86,7 @@ pub enum Lookup {
         leader: Option<FlightGuard>,
     },
     /// A load already running here finished with this value.
-    Joined(Value),
+    Joined(Value, Vec<String>),
     /// The cache is disabled or unreachable: load without storing.
     Bypass,
 }
@@ -85,11 +96,11 @@ pub enum Lookup {
 pub struct FlightGuard {
     cache: Cache,
     key: String,
-    sender: watch::Sender<Option<Option<Value>>>,
+    sender: watch::Sender<Option<Option<Tagged>>>,
 }
 
 impl FlightGuard {
-    pub fn complete(self, value: Option<Value>) {
+    pub fn complete(self, value: Option<Tagged>) {
         let _ = self.sender.send(Some(value));
     }
 }
@@ -145,10 +156,10 @@ impl Cache {
                 return Lookup::Bypass;
             }
         };
-        if let Some(value) = found.entry.and_then(|bytes| decode(&bytes)) {
+        if let Some(value) = found.entry.as_deref().and_then(decode) {
             self.0.stats.hit(slot.module);
             tracing::debug!(key = slot.key, "cache hit");
-            return Lookup::Hit(value);
+            return Lookup::Hit(value, found.tags);
         }
         self.0.stats.miss(slot.module);
         tracing::debug!(key = slot.key, "cache miss");
@@ -159,9 +170,9 @@ impl Cache {
         };
         if let Some(mut receiver) = joined
             && let Ok(result) = receiver.wait_for(Option::is_some).await
-            && let Some(Some(value)) = result.clone()
+            && let Some(Some((value, tags))) = result.clone()
         {
-            return Lookup::Joined(value);
+            return Lookup::Joined(value, tags);
         }
         Lookup::Miss { seq, leader: None }
     }
@@ -173,7 +184,7 @@ impl Cache {
         &self,
         key: &str,
         seq: u64,
-    ) -> Result<Option<watch::Receiver<Option<Option<Value>>>>, FlightGuard> {
+    ) -> Result<Option<watch::Receiver<Option<Option<Tagged>>>>, FlightGuard> {
         let Ok(mut flights) = self.0.flights.lock() else {
             return Ok(None);
         };
@@ -204,10 +215,10 @@ impl Cache {
     /// left between our first read and our taking the lead.
     async fn lead(&self, slot: &Slot<'_>, seq: u64, leader: FlightGuard) -> Lookup {
         if let Ok(found) = self.0.backend.get(slot.tenant, slot.key).await
-            && let Some(value) = found.entry.and_then(|bytes| decode(&bytes))
+            && let Some(value) = found.entry.as_deref().and_then(decode)
         {
-            leader.complete(Some(value.clone()));
-            return Lookup::Joined(value);
+            leader.complete(Some((value.clone(), found.tags.clone())));
+            return Lookup::Joined(value, found.tags);
         }
         Lookup::Miss {
             seq,
@@ -230,6 +241,41 @@ impl Cache {
         let Ok(bytes) = serde_json::to_vec(value) else {
             return;
         };
+        self.store_raw(slot, bytes, ttl, tags, seq).await;
+    }
+
+    /// Reads stored bytes as they are (whole responses), counting hits and misses.
+    pub async fn get_raw(&self, slot: &Slot<'_>) -> RawLookup {
+        if !self.enabled() {
+            return RawLookup::Bypass;
+        }
+        match self.0.backend.get(slot.tenant, slot.key).await {
+            Ok(Found {
+                entry: Some(bytes), ..
+            }) => {
+                self.0.stats.hit(slot.module);
+                RawLookup::Hit(bytes)
+            }
+            Ok(found) => {
+                self.0.stats.miss(slot.module);
+                RawLookup::Miss(found.seq)
+            }
+            Err(_) => {
+                self.0.stats.error(slot.module);
+                RawLookup::Bypass
+            }
+        }
+    }
+
+    /// Stores bytes unless one of `tags` was invalidated after `seq`.
+    pub async fn store_raw(
+        &self,
+        slot: &Slot<'_>,
+        bytes: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+        seq: u64,
+    ) {
         match self
             .0
             .backend

@@ -29,6 +29,9 @@ pub struct CachePolicy {
     pub fields: HashMap<&'static str, ModulePolicy>,
 }
 
+/// Whole responses of documents whose root fields are all cacheable.
+pub const RESPONSE_MODULE: &str = "response";
+
 /// Root query fields that are cached, their module, default TTL (seconds), scope and
 /// base tags. `CACHE_TTL_<MODULE>` overrides the TTL.
 pub const FIELDS: &[(&str, &str, u64, Scope, &[&str])] = &[
@@ -95,6 +98,7 @@ impl CachePolicy {
     pub fn modules() -> impl Iterator<Item = &'static str> {
         let mut modules: Vec<&str> = FIELDS.iter().map(|f| f.1).collect();
         modules.dedup();
+        modules.push(RESPONSE_MODULE);
         modules.into_iter()
     }
 

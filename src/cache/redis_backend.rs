@@ -327,8 +327,13 @@ impl RedisBackend {
 }
 
 fn found(entry: Option<Vec<u8>>, seq: Option<u64>) -> Found {
+    let decoded = entry.as_deref().map(decode);
     Found {
-        entry: entry.map(|payload| decode(&payload).1.to_vec()),
+        tags: decoded
+            .as_ref()
+            .map(|(tags, _)| tags.clone())
+            .unwrap_or_default(),
+        entry: decoded.map(|(_, value)| value.to_vec()),
         seq: seq.unwrap_or(0),
     }
 }

@@ -150,8 +150,9 @@ impl Loaders {
 }
 
 /// Long enough to gather the keys of one level of a response (polling a few hundred
-/// resolvers, with yields between them, must fit in it), short enough not to show.
-const BATCH_DELAY: Duration = Duration::from_millis(2);
+/// resolvers, with yields between them and a busy machine preempting the thread, must
+/// fit in it); it is paid only on cache misses.
+const BATCH_DELAY: Duration = Duration::from_millis(5);
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection, tenant: &str, counter: Option<StatementCounter>) -> Self {

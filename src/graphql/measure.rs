@@ -228,8 +228,9 @@ mod tests {
 
     #[test]
     fn depth_and_root_fields_are_bounded() {
-        let deep = format!("{}{}", "{ a ".repeat(13), "}".repeat(13));
-        assert!(refused(&deep).contains("13 levels deep"));
+        let levels = Limits::default().depth + 1;
+        let deep = format!("{}{}", "{ a ".repeat(levels), "}".repeat(levels));
+        assert!(refused(&deep).contains(&format!("{levels} levels deep")));
         let wide: String = (0..21).map(|i| format!("f{i} ")).collect();
         assert!(refused(&format!("{{ {wide} }}")).contains("21 root fields"));
     }

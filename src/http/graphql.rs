@@ -4,6 +4,7 @@
 //! supported. `/graphql/ws` serves both WebSocket subprotocols.
 use super::AppState;
 use super::idempotency;
+use super::response_cache;
 use crate::auth::Actor;
 use crate::cache::CacheTrace;
 use crate::db::{StatementCounter, count_statements};
@@ -304,6 +305,29 @@ async fn execute(
     };
     let debug =
         header_str(headers, "x-debug").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    // `X-Debug` reports per-field cache outcomes, so it always executes.
+    let mut pending = None;
+    let mut document = None;
+    if let (BatchRequest::Single(request), false) = (&batch, debug) {
+        document = Some(response_cache::id_of(request));
+    }
+    if let (BatchRequest::Single(request), false) = (&batch, debug)
+        && state.known_documents.is_known(request)
+    {
+        match response_cache::lookup(&state.cache, &actor, request).await {
+            response_cache::Cached::Hit {
+                body,
+                cache_control,
+            } => {
+                return (
+                    "query",
+                    cached_response(body, &cache_control, format, &method),
+                );
+            }
+            response_cache::Cached::Miss(miss) => pending = Some(miss),
+            response_cache::Cached::Skip => {}
+        }
+    }
     let counter = StatementCounter::default();
     let (single, requests) = match batch {
         BatchRequest::Single(request) => (true, vec![request]),
@@ -342,7 +366,24 @@ async fn execute(
         "batch"
     };
     let refused_by_get = operations.iter().any(|o| o.refused_mutation());
-    let mut http = finish(response, &traces, debug, &counter, started, format, &method);
+    let (mut http, cacheable_body) =
+        finish(response, &traces, debug, &counter, started, format, &method);
+    if let (Some(body), Some(trace), false) = (cacheable_body, traces.first(), refused_by_get)
+        && trace.response_tags().is_some()
+    {
+        match pending {
+            Some(pending) => {
+                response_cache::store(&state.cache, &actor, pending, &body, trace).await
+            }
+            // First sight: no sequence was taken before executing, so nothing is
+            // stored; the next request looks it up.
+            None => {
+                if let Some(document) = document {
+                    state.known_documents.learn(document);
+                }
+            }
+        }
+    }
     if refused_by_get {
         *http.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         http.headers_mut()
@@ -379,7 +420,7 @@ fn finish(
     started: Instant,
     format: Format,
     method: &Method,
-) -> Response {
+) -> (Response, Option<Vec<u8>>) {
     count_errors(&response);
     let mut response = response;
     let mut status = StatusCode::OK;
@@ -408,21 +449,44 @@ fn finish(
             }
         }
     }
-    // Mutations by POST and private data are never stored by shared caches.
-    if method == Method::POST && cache_control.starts_with("public") {
-        cache_control = cache_control.replacen("public", "private", 1);
-    }
     let body = match serde_json::to_vec(&response) {
         Ok(body) => body,
         Err(err) => {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format,
-                &AppError::internal("serialize response", err),
+            let error = AppError::internal("serialize response", err);
+            return (
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, format, &error),
+                None,
             );
         }
     };
+    let cacheable =
+        (status == StatusCode::OK && cache_control != "no-store" && !debug).then(|| body.clone());
     let mut http = (status, body).into_response();
+    set_cache_headers(&mut http, &cache_control, format, method);
+    (http, cacheable)
+}
+
+/// A response served from the whole-response cache.
+fn cached_response(
+    body: Vec<u8>,
+    cache_control: &str,
+    format: Format,
+    method: &Method,
+) -> Response {
+    let mut http = (StatusCode::OK, body).into_response();
+    set_cache_headers(&mut http, cache_control, format, method);
+    http.headers_mut()
+        .insert("x-cache", HeaderValue::from_static("hit"));
+    http
+}
+
+fn set_cache_headers(http: &mut Response, cache_control: &str, format: Format, method: &Method) {
+    // Responses to POST are never stored by shared caches.
+    let cache_control = if method == Method::POST && cache_control.starts_with("public") {
+        cache_control.replacen("public", "private", 1)
+    } else {
+        cache_control.to_owned()
+    };
     let h = http.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -435,7 +499,6 @@ fn finish(
         header::VARY,
         HeaderValue::from_static("authorization, x-tenant, accept"),
     );
-    http
 }
 
 /// Subscriptions (and queries) over WebSocket; the JWT comes in `connection_init`'s

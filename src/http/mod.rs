@@ -7,6 +7,7 @@ mod metrics;
 mod playground;
 pub mod rate_limit;
 mod reject;
+mod response_cache;
 
 use crate::auth::JwtKeys;
 use crate::cache::Cache;
@@ -36,6 +37,8 @@ pub struct StateInner {
     pub jwt: JwtKeys,
     pub instance_id: String,
     pub default_tenant: TenantId,
+    /// Documents whose responses are cached whole (see `response_cache`).
+    pub known_documents: response_cache::KnownDocuments,
     pub http: HttpConfig,
 }
 

@@ -475,3 +475,85 @@ async fn admins_see_stats_and_entries_and_invalidate_by_module_or_tag() {
         .await;
     assert_eq!(error_code(&unknown), "BAD_USER_INPUT");
 }
+
+async fn post_json(app: &TestApp, token: Option<&str>, query: &str) -> (bool, Value) {
+    let response = app.post(token, &[], &json!({ "query": query })).await;
+    let hit = response
+        .headers()
+        .get("x-cache")
+        .is_some_and(|v| v == "hit");
+    (hit, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn whole_responses_are_served_from_the_cache_and_dropped_with_their_fields() {
+    let app = seeded().await;
+    let q = "{ products(first: 5) { edges { node { id name price } } } categories { name } }";
+    // First sight teaches the instance the document is cacheable; the second stores it.
+    let (first, _) = post_json(&app, None, q).await;
+    let (second, stored) = post_json(&app, None, q).await;
+    let (third, served) = post_json(&app, None, q).await;
+    assert_eq!((first, second, third), (false, false, true));
+    assert_eq!(served, stored);
+
+    let lamp = stored["data"]["products"]["edges"][0]["node"]["id"].clone();
+    app.data(
+        Some(&app.staff()),
+        "mutation($id: ID!) { updateProduct(id: $id, input: {price: \"1.23\"}) { id } }",
+        json!({"id": lamp}),
+    )
+    .await;
+    let (after, fresh) = post_json(&app, None, q).await;
+    assert!(
+        !after,
+        "a response embedding the changed product was served"
+    );
+    assert_eq!(
+        fresh["data"]["products"]["edges"][0]["node"]["price"],
+        "1.23"
+    );
+    let (again, cached) = post_json(&app, None, q).await;
+    assert!(again);
+    assert_eq!(cached, fresh);
+
+    // A document with an uncached root field is never served whole.
+    let mixed = "{ categories { name } __typename }";
+    for _ in 0..3 {
+        assert!(!post_json(&app, None, mixed).await.0);
+    }
+}
+
+#[tokio::test]
+async fn whole_private_responses_never_cross_users() {
+    let app = seeded().await;
+    let ana = app.create_customer("Ana", "ana@example.com").await;
+    let bruno = app.create_customer("Bruno", "bruno@example.com").await;
+    let product = app
+        .data(
+            None,
+            "{ products(first: 1) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let product = product["products"]["edges"][0]["node"]["id"].clone();
+    let ana_token = app.customer(ana);
+    app.data(
+        Some(&ana_token),
+        "mutation($p: ID!) { addToCart(productId: $p) { id } }",
+        json!({"p": product}),
+    )
+    .await;
+    let q = "{ cart { id itemCount } }";
+    for _ in 0..2 {
+        post_json(&app, Some(&ana_token), q).await;
+    }
+    let (ana_hit, ana_cart) = post_json(&app, Some(&ana_token), q).await;
+    assert!(ana_hit);
+    assert_eq!(ana_cart["data"]["cart"]["itemCount"], 1);
+    let (bruno_hit, bruno_cart) = post_json(&app, Some(&app.customer(bruno)), q).await;
+    assert!(!bruno_hit);
+    assert_eq!(
+        bruno_cart["data"]["cart"],
+        json!({"id": bruno.to_string(), "itemCount": 0})
+    );
+}
