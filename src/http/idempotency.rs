@@ -9,7 +9,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     SqlErr,
 };
-use sha2::{Digest, Sha256};
 
 const KEEP: Duration = Duration::hours(24);
 
@@ -21,19 +20,16 @@ pub enum Begin {
 }
 
 pub fn request_hash(request: &async_graphql::Request) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(request.query.as_bytes());
-    hasher.update([0]);
-    hasher.update(
+    let variables = serde_json::to_vec(&request.variables).unwrap_or_default();
+    hex::encode(super::digest(&[
+        request.query.as_bytes(),
         request
             .operation_name
             .as_deref()
             .unwrap_or_default()
             .as_bytes(),
-    );
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(&request.variables).unwrap_or_default());
-    hex::encode(hasher.finalize())
+        &variables,
+    ]))
 }
 
 pub async fn begin(

@@ -83,6 +83,17 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// SHA-256 over parts separated by a NUL byte, so ("ab", "c") and ("a", "bc") differ.
+fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0]);
+    }
+    hasher.finalize().into()
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.http.max_body_bytes;
     let mut api = Router::new()

@@ -7,7 +7,6 @@
 use crate::auth::Actor;
 use crate::cache::{ALL_TAG, Cache, CacheTrace, RESPONSE_MODULE, RawLookup, Slot, module_tag};
 use async_graphql::Request;
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -20,20 +19,11 @@ pub struct KnownDocuments(Mutex<HashSet<[u8; 16]>>);
 const MAX_KNOWN: usize = 10_000;
 
 fn document_id(request: &Request) -> [u8; 16] {
-    let mut hasher = Sha256::new();
-    hasher.update(request.query.as_bytes());
-    hasher.update([0]);
-    hasher.update(
-        request
-            .operation_name
-            .as_deref()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(&request.extensions).unwrap_or_default());
+    let extensions = serde_json::to_vec(&request.extensions).unwrap_or_default();
+    let operation = request.operation_name.as_deref().unwrap_or_default();
+    let digest = super::digest(&[request.query.as_bytes(), operation.as_bytes(), &extensions]);
     let mut id = [0; 16];
-    id.copy_from_slice(&hasher.finalize()[..16]);
+    id.copy_from_slice(&digest[..16]);
     id
 }
 
@@ -75,26 +65,22 @@ pub struct Pending {
 }
 
 fn key(cache: &Cache, actor: &Actor, request: &Request) -> String {
-    let mut hasher = Sha256::new();
-    for part in [
+    let variables = serde_json::to_vec(&request.variables).unwrap_or_default();
+    let extensions = serde_json::to_vec(&request.extensions).unwrap_or_default();
+    let operation = request.operation_name.as_deref().unwrap_or_default();
+    let identity = actor.cache_identity();
+    let digest = super::digest(&[
         request.query.as_bytes(),
-        request
-            .operation_name
-            .as_deref()
-            .unwrap_or_default()
-            .as_bytes(),
-        &serde_json::to_vec(&request.variables).unwrap_or_default(),
-        &serde_json::to_vec(&request.extensions).unwrap_or_default(),
-        actor.cache_identity().as_bytes(),
-    ] {
-        hasher.update(part);
-        hasher.update([0]);
-    }
+        operation.as_bytes(),
+        &variables,
+        &extensions,
+        identity.as_bytes(),
+    ]);
     format!(
         "{}:t:{}:{RESPONSE_MODULE}:query:{}",
         cache.policy().prefix,
         actor.tenant,
-        hex::encode(&hasher.finalize()[..16])
+        hex::encode(&digest[..16])
     )
 }
 
