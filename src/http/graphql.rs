@@ -311,8 +311,8 @@ async fn execute(
     if let (BatchRequest::Single(request), false) = (&batch, debug) {
         document = Some(response_cache::id_of(request));
     }
-    if let (BatchRequest::Single(request), false) = (&batch, debug)
-        && state.known_documents.is_known(request)
+    if let (BatchRequest::Single(request), Some(id)) = (&batch, &document)
+        && state.known_documents.is_known(id)
     {
         match response_cache::lookup(&state.cache, &actor, request).await {
             response_cache::Cached::Hit {

@@ -28,10 +28,8 @@ fn document_id(request: &Request) -> [u8; 16] {
 }
 
 impl KnownDocuments {
-    pub fn is_known(&self, request: &Request) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|known| known.contains(&document_id(request)))
+    pub fn is_known(&self, document: &[u8; 16]) -> bool {
+        self.0.lock().is_ok_and(|known| known.contains(document))
     }
 
     pub fn learn(&self, request_id: [u8; 16]) {
