@@ -1,41 +1,65 @@
 #!/usr/bin/env bash
 # Server CPU time per request (user+system, from /proc), which stays steady when a
-# shared machine makes requests/s swing. Alternates configurations over rounds.
+# shared machine makes requests/s swing: the cost of the rate limiter and of the query
+# limits. Configurations alternate within each round; medians over the rounds.
 # usage: bench/cpu_per_request.sh   (after bench/run.sh has built and seeded shop_bench)
+# env:   ROUNDS (5), RUN (4s per measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DB_URL="${PG_URL%/*}/shop_bench"
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+RUN=${RUN:-4s}
 PORT=8092
-BIN=target/release/shopgraph
-export JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn SEED_DEMO=false
-TICKS=$(getconf CLK_TCK)
 OUT=$(mktemp -d)
+source bench/lib.sh
+trap stop_server EXIT
+TICKS=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run() { # label body expect -- env...
-  local label=$1 body=$2 expect=$3; shift 3
-  env "$@" DATABASE_URL="$DB_URL" BIND_ADDR="127.0.0.1:$PORT" "$BIN" serve >"$OUT/log" 2>&1 &
-  local pid=$!
-  until curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1; do sleep 0.05; done
+# µs of server CPU per request for one configuration: query-name body expect -- env...
+run() {
+  local body=$1 expect=$2; shift 2
+  start_server "$@"
   printf '%s' "$body" >"$OUT/body.json"
-  curl -fs "http://127.0.0.1:$PORT/graphql" -H 'content-type: application/json' -d "$body" >/dev/null
-  local before after line requests
-  before=$(cpu_ticks "$pid")
-  line=$(wrk -t2 -c32 -d5s --timeout 10s -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/body.json" "$expect" | grep '^RESULT')
-  after=$(cpu_ticks "$pid")
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  requests=$(echo "$line" | grep -o 'requests=[0-9]*' | cut -d= -f2)
-  echo "$label|$(echo "($after - $before) * 1000000 / $TICKS / $requests" | bc -l | xargs printf '%.1f')|$line"
+  gql "" "$body" >/dev/null
+  local before after line
+  before=$(cpu_ticks "$SERVER_PID")
+  line=$(wrk -t2 -c32 -d"$RUN" --timeout 10s -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/body.json" "$expect" | grep '^RESULT')
+  after=$(cpu_ticks "$SERVER_PID")
+  stop_server
+  [ "$(field "$line" bad)" = 0 ] || { echo "bad responses: $line" >&2; exit 1; }
+  echo "($after - $before) * 1000000 / $TICKS / $(field "$line" requests)" | bc -l | xargs printf '%.2f'
 }
 
-TYPENAME='{"query":"{ __typename }"}'
-PRODUCTS='{"query":"{ products(first: 20) { edges { node { id name price stock category { name } } } } }"}'
+source bench/cost_cases.sh
+declare -A SAMPLES
 for round in $(seq 1 "$ROUNDS"); do
-  run "typename, limiter off" "$TYPENAME" '"Query"' RATE_LIMIT_ENABLED=false
-  run "typename, limiter on" "$TYPENAME" '"Query"' RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000
-  run "cached products, limiter off" "$PRODUCTS" '"edges"' RATE_LIMIT_ENABLED=false
-  run "cached products, limiter on" "$PRODUCTS" '"edges"' RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000
+  for q in "${QUERIES[@]}"; do
+    for c in "${CONFIGS[@]}"; do
+      # shellcheck disable=SC2086
+      us=$(run "${BODY[$q]}" "${EXPECT[$q]}" ${ENV[$c]} $LIMITER CACHE_ENABLED=true)
+      SAMPLES[$q.$c]="${SAMPLES[$q.$c]:-} $us"
+      echo "round $round $q $c: $us µs" >&2
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+pct() { echo "($2 - $1) * 100 / $1" | bc -l | xargs printf '%+.1f %%'; }
+echo "| query | neither, µs CPU/request | rate limiter | query limits | both | limiter cost | limits cost | both |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for q in "${QUERIES[@]}"; do
+  none=$(echo "${SAMPLES[$q.none]}" | median)
+  limiter=$(echo "${SAMPLES[$q.limiter]}" | median)
+  limits=$(echo "${SAMPLES[$q.limits]}" | median)
+  both=$(echo "${SAMPLES[$q.both]}" | median)
+  echo "| ${LABEL[$q]} | $none | $limiter | $limits | $both | $(pct "$none" "$limiter") | $(pct "$none" "$limits") | $(pct "$none" "$both") |"
+done
+echo
+echo "Medians of $ROUNDS rounds, $RUN of wrk at 32 connections each; every sample:"
+echo
+for q in "${QUERIES[@]}"; do
+  for c in "${CONFIGS[@]}"; do echo "- $q, $c:${SAMPLES[$q.$c]}"; done
 done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Cache and checkout benchmarks on PostgreSQL (+ Redis), written to BENCHMARKS.md.
+# Cache and checkout benchmarks on PostgreSQL (+ Redis), written to bench/last-run.md.
 # usage: bench/run.sh            (needs the local PostgreSQL and Redis of .ci/run)
 # env:   DURATION (default 10s), CONNECTIONS (default 32), PG_URL, REDIS_URL,
-#        READS_ONLY=1 (skip checkout), BENCH_OUT (default BENCHMARKS.md)
+#        READS_ONLY=1 (skip checkout), BENCH_OUT (default bench/last-run.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -12,35 +12,11 @@ REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 DB_URL="${PG_URL%/*}/shop_bench"
 PORT=8090
 OUT=$(mktemp -d)
-SERVER_PID=
+RESULTS=${BENCH_OUT:-bench/last-run.md}
 
-if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk bc
-fi
-cargo build --release -q
-BIN=target/release/shopgraph
-export JWT_SECRET=bench-secret-bench-secret-bench-secret
-export RATE_LIMIT_ENABLED=false RUST_LOG=warn SEED_DEMO=false DB_MAX_CONNECTIONS=16
-
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; fi
-}
+source bench/lib.sh
 trap stop_server EXIT
-
-start_server() { # env assignments for the server
-  stop_server
-  env "$@" DATABASE_URL="$DB_URL" BIND_ADDR="127.0.0.1:$PORT" "$BIN" serve >"$OUT/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "server did not start" >&2; cat "$OUT/server.log" >&2; exit 1
-}
-
-gql() { # token body
-  curl -fs "http://127.0.0.1:$PORT/graphql" -H 'content-type: application/json' ${1:+-H "authorization: Bearer $1"} -d "$2"
-}
+ensure_tools
 
 # name, body, expected substring, token
 ROWS=()
@@ -94,43 +70,13 @@ measure 'cart, Redis cache' "$CART" '"itemCount":10' "$CUSTOMER"
 RSS_KB=$(ps -o rss= -p "$SERVER_PID" | tr -d ' ')
 stop_server
 
-CHECKOUT_ROWS=()
 if [ "${READS_ONLY:-0}" = 1 ]; then
   echo "READS_ONLY=1: skipping checkout throughput"
+  : >"$OUT/checkout.md"
 else
-echo "== checkout throughput"
-psql "$DB_URL" -qc "UPDATE products SET stock = 1000000" >/dev/null
-for workers in 4 16 32; do
-  psql "$DB_URL" -qc "TRUNCATE order_items, orders, payments, stock_movements, saga_steps, sagas, idempotency_records RESTART IDENTITY CASCADE" >/dev/null
-  start_server WORKER_CONCURRENCY="$workers" REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="bench$$"
-  PLACE='{"query":"mutation { placeOrder(input: {items: [{productId: \"7\", quantity: 1}, {productId: \"8\", quantity: 2}], paymentMethod: CARD, paymentToken: \"tok_visa\"}) { id status } }"}'
-  printf '%s' "$PLACE" >"$OUT/body.json"
-  start=$(date +%s.%N)
-  # Queue depth every 250 ms while the burst runs and drains (load leveling made visible).
-  (
-    while true; do
-      psql "$DB_URL" -Atc "SELECT to_char(clock_timestamp(), 'HH24:MI:SS.MS'), count(*) FILTER (WHERE status = 'PENDING'), count(*) FILTER (WHERE status = 'COMPLETED') FROM sagas"
-      sleep 0.25
-    done
-  ) >"$OUT/depth-$workers.txt" 2>/dev/null &
-  SAMPLER=$!
-  burst=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/body.json" '"PENDING"' "$CUSTOMER" | grep '^RESULT')
-  while [ "$(psql "$DB_URL" -Atc "SELECT count(*) FROM sagas WHERE status NOT IN ('COMPLETED','COMPENSATED','FAILED')")" != 0 ]; do sleep 0.1; done
-  end=$(date +%s.%N)
-  kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
-  stats=$(psql "$DB_URL" -Atc "SELECT count(*) FILTER (WHERE status='COMPLETED'), count(*) FILTER (WHERE status<>'COMPLETED'), round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) * 1000)::numeric, 1), round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at)) * 1000)::numeric, 1) FROM sagas")
-  oversold=$(psql "$DB_URL" -Atc "SELECT count(*) FROM products WHERE stock < 0")
-  IFS='|' read -r completed other p50 p99 <<<"$stats"
-  rate=$(echo "$completed / ($end - $start)" | bc -l | xargs printf '%.0f')
-  peak=$(cut -d'|' -f2 "$OUT/depth-$workers.txt" | sort -n | tail -1)
-  echo "workers=$workers: accepted $burst; completed=$completed other=$other in $(echo "$end - $start" | bc -l | xargs printf '%.1f') s = $rate/s; checkout->COMPLETED p50=${p50} ms p99=${p99} ms; peak queue depth=$peak; oversold products=$oversold"
-  CHECKOUT_ROWS+=("$workers|$burst|$completed|$other|$rate|$p50|$p99|$peak|$oversold")
-  cp "$OUT/depth-$workers.txt" "$OUT/depth-last.txt"
-done
-stop_server
+  DURATION="$DURATION" CONNECTIONS="$CONNECTIONS" PG_URL="$PG_URL" REDIS_URL="$REDIS_URL" bench/checkout.sh >"$OUT/checkout.md"
 fi
 
-field() { echo "$1" | grep -o "$2=[0-9.]*" | cut -d= -f2; }
 {
   echo "# Benchmarks"
   echo
@@ -151,25 +97,6 @@ field() { echo "$1" | grep -o "$2=[0-9.]*" | cut -d= -f2; }
   echo
   echo "Resident memory of the server after the Redis runs: $((RSS_KB / 1024)) MB."
   echo
-  echo "## Checkout (PostgreSQL, Redis events)"
-  echo
-  echo "A $DURATION burst of \`placeOrder\` at $CONNECTIONS connections, then the time until the queue drains."
-  echo
-  echo "| workers | accepted/s | completed | not completed | completed/s (burst start to drain) | checkout→COMPLETED p50 ms | p99 ms | peak queue depth | products below 0 |"
-  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-  for row in "${CHECKOUT_ROWS[@]}"; do
-    IFS='|' read -r w burst completed other rate p50 p99 peak oversold <<<"$row"
-    echo "| $w | $(field "$burst" rps) | $completed | $other | $rate | $p50 | $p99 | $peak | $oversold |"
-  done
-  echo
-  if [ -f "$OUT/depth-last.txt" ]; then
-    echo "Queue depth (PENDING) and completed sagas every 250 ms during the last run:"
-    echo
-    echo '```'
-    echo "time | queued | completed"
-    cat "$OUT/depth-last.txt"
-    echo '```'
-  fi
-} >"${BENCH_OUT:-BENCHMARKS.md}.new"
-mv "${BENCH_OUT:-BENCHMARKS.md}.new" "${BENCH_OUT:-BENCHMARKS.md}"
-echo "wrote BENCHMARKS.md"
+  cat "$OUT/checkout.md"
+} >"$RESULTS"
+echo "wrote $RESULTS (BENCHMARKS.md quotes its tables)"

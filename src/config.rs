@@ -195,6 +195,11 @@ pub struct Settings {
     )]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Checks documents against the QUERY_MAX_* limits (depth, complexity, aliases,
+    /// root fields, fragment cycles). Off only behind a gateway that enforces its own.
+    #[arg(long, env = "QUERY_LIMITS_ENABLED", value_name = "QUERY_LIMITS_ENABLED", default_value = "true", value_parser = BoolishValueParser::new(), global = true)]
+    pub query_limits_enabled: bool,
+
     /// Deepest selection nesting a document may have.
     #[arg(
         long,
@@ -289,6 +294,16 @@ pub struct Settings {
     )]
     pub worker_concurrency: usize,
 
+    /// Sagas a worker claims and moves through each step together.
+    #[arg(
+        long,
+        env = "WORKER_BATCH_SIZE",
+        value_name = "WORKER_BATCH_SIZE",
+        default_value_t = 64,
+        global = true
+    )]
+    pub worker_batch_size: usize,
+
     /// Seconds a worker holds a claimed saga before another may resume it.
     #[arg(
         long,
@@ -374,6 +389,9 @@ impl Settings {
         }
         if self.worker_concurrency > 256 {
             bail!("WORKER_CONCURRENCY must be at most 256");
+        }
+        if !(1..=1000).contains(&self.worker_batch_size) {
+            bail!("WORKER_BATCH_SIZE must be between 1 and 1000");
         }
         if self.db_max_connections == 0 {
             bail!("DB_MAX_CONNECTIONS must be at least 1");

@@ -157,6 +157,12 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("seed orders: {e}"))?;
                 tracing::info!(orders, lines, "generated orders");
             }
+            // Fresh statistics after a bulk load, so the planner does not pick an index
+            // for an empty table (PostgreSQL's autovacuum would analyze only later).
+            use sea_orm::ConnectionTrait;
+            db.execute_unprepared("ANALYZE")
+                .await
+                .map_err(|e| anyhow::anyhow!("analyze after seeding: {e}"))?;
             Ok(())
         }
         Command::ExportSchema { .. } => Ok(()),

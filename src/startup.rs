@@ -5,6 +5,7 @@ use crate::cache::{Backend, Cache, CachePolicy, MemoryBackend, RedisBackend};
 use crate::checkout::Engine;
 use crate::checkout::events::Events;
 use crate::checkout::gateway::{FailureRates, Gateway};
+use crate::checkout::intake::Intake;
 use crate::config::Settings;
 use crate::graphql::{ApqStore, Limits, Services};
 use crate::http::{AppState, HttpConfig, StateInner};
@@ -78,6 +79,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         checkout,
     };
     let limits = Limits {
+        enabled: settings.query_limits_enabled,
         depth: settings.query_max_depth,
         complexity: settings.query_max_complexity,
         aliases: settings.query_max_aliases,
@@ -143,6 +145,9 @@ pub fn build_engine(
             None => FailureRates::from_env()?,
         },
         lease: Duration::from_secs(settings.saga_lease_secs),
+        batch: settings.worker_batch_size,
+        intake: (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
+            .then(|| Intake::start(db.clone())),
     }))
 }
 

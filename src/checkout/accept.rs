@@ -1,5 +1,6 @@
-//! Accepting work: validate, write the saga row and its steps in one transaction (the
-//! saga row *is* the queue entry), wake a worker, return at once.
+//! Accepting work: validate, write the saga row and its steps atomically (the saga row
+//! *is* the queue entry), wake a worker, return at once.
+use super::intake::{NewSaga, Written};
 use super::model::{Line, Payload, PaymentMethod, SagaKind, SagaStatus, StepStatus};
 use super::worker::Engine;
 use crate::auth::Actor;
@@ -93,7 +94,7 @@ pub async fn place_order(
     if items.is_empty() || items.len() > 100 {
         return Err(AppError::BadInput("items: 1 to 100 lines".into()));
     }
-    require_customer(&engine.db, actor, customer).await?;
+    // The customer is checked where the saga is written (`accept`).
     let mut merged: BTreeMap<EntityId, i32> = BTreeMap::new();
     for (product, quantity) in items {
         *merged.entry(product).or_default() += quantity.get();
@@ -254,27 +255,22 @@ async fn accept(
     };
     let payload = serde_json::to_string(&payload)
         .map_err(|e| AppError::internal("encode saga payload", e))?;
-    let now = Utc::now();
-    let txn = engine.db.begin().await?;
-    let inserted = sagas::ActiveModel {
-        tenant_id: Set(actor.tenant.as_str().to_owned()),
-        kind: Set(kind.as_str().into()),
-        status: Set(SagaStatus::Pending.as_str().into()),
-        customer_id: Set(customer.get()),
-        payload: Set(payload),
-        idempotency_key: Set(request.idempotency_key.clone()),
-        attempts: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await;
+    let row = NewSaga {
+        tenant: actor.tenant.as_str().to_owned(),
+        kind,
+        customer: customer.get(),
+        payload,
+        idempotency_key: request.idempotency_key.clone(),
+    };
+    let inserted = match &engine.intake {
+        Some(intake) => intake.write(row).await,
+        None => insert_in_transaction(&engine.db, &row).await,
+    };
     let saga = match inserted {
-        Ok(saga) => saga,
+        Ok(Some(saga)) => saga,
+        Ok(None) => return Err(AppError::not_found("customer", customer)),
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             // The same idempotency key raced in: the first saga wins.
-            txn.rollback().await?;
             return by_idempotency_key(
                 &engine.db,
                 actor,
@@ -288,7 +284,39 @@ async fn accept(
         }
         Err(err) => return Err(err.into()),
     };
-    saga_steps::Entity::insert_many(kind.steps().iter().enumerate().map(|(position, step)| {
+    crate::telemetry::saga_transition(SagaStatus::Pending.as_str());
+    // Nobody can be subscribed to a saga that did not exist: no event, just a worker.
+    engine.wake.notify_one();
+    Ok(saga)
+}
+
+/// Without the intake (SQLite): the customer check, then the saga and its steps in one
+/// transaction.
+async fn insert_in_transaction(db: &DatabaseConnection, row: &NewSaga) -> Written {
+    let known = customers::Entity::find_by_id(row.customer)
+        .filter(customers::Column::TenantId.eq(row.tenant.as_str()))
+        .one(db)
+        .await?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let saga = sagas::ActiveModel {
+        tenant_id: Set(row.tenant.to_owned()),
+        kind: Set(row.kind.as_str().into()),
+        status: Set(SagaStatus::Pending.as_str().into()),
+        customer_id: Set(row.customer),
+        payload: Set(row.payload.clone()),
+        idempotency_key: Set(row.idempotency_key.clone()),
+        attempts: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    saga_steps::Entity::insert_many(row.kind.steps().iter().enumerate().map(|(position, step)| {
         saga_steps::ActiveModel {
             saga_id: Set(saga.id),
             position: Set(position as i32),
@@ -301,8 +329,5 @@ async fn accept(
     .exec_without_returning(&txn)
     .await?;
     txn.commit().await?;
-    crate::telemetry::saga_transition(SagaStatus::Pending.as_str());
-    engine.wake.notify_one();
-    engine.events.publish(saga.id).await;
-    Ok(saga)
+    Ok(Some(saga))
 }

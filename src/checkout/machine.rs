@@ -2,7 +2,7 @@
 //! statuses, what happens next. Workers persist each decision before acting on it.
 use super::model::{SagaKind, SagaStatus, SagaStepName, StepStatus};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Run (or, after a crash mid-step, re-run — steps are idempotent) this step.
     Run(SagaStepName),

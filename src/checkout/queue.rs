@@ -6,7 +6,7 @@ use super::model::SagaStatus;
 use crate::db::entities::sagas;
 use chrono::Utc;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    ColumnTrait, ConnectionTrait as _, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, Statement,
 };
 use std::time::Duration;
@@ -15,58 +15,75 @@ pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// Claims the oldest claimable saga for `lease`: `FOR UPDATE SKIP LOCKED` lets many
-/// workers claim concurrently on PostgreSQL; SQLite's single writer serializes claims.
+/// Which sagas a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Accepted and never claimed: the queue proper.
+    Queued,
+    /// Running or compensating under an expired lease: their worker or process died.
+    Expired,
+}
+
+/// Claims up to `limit` of the oldest such sagas for `lease`, oldest first.
+/// `FOR UPDATE SKIP LOCKED` lets many workers claim concurrently on PostgreSQL;
+/// SQLite's single writer serializes claims. The two kinds are separate statements so
+/// that each is a plain scan of the (status, id) index in id order.
 pub async fn claim(
     db: &DatabaseConnection,
+    which: Claim,
     lease: Duration,
-) -> Result<Option<sagas::Model>, DbErr> {
+    limit: usize,
+) -> Result<Vec<sagas::Model>, DbErr> {
     let now = now_ms();
     let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let limit = i64::try_from(limit.max(1)).unwrap_or(1);
     let backend = db.get_database_backend();
-    let (sql, lock) = match backend {
-        DatabaseBackend::Postgres => ("$1", " FOR UPDATE SKIP LOCKED"),
-        _ => ("?", ""),
-    };
+    let postgres = backend == DatabaseBackend::Postgres;
     let param = |n: usize| {
-        if sql == "$1" {
+        if postgres {
             format!("${n}")
         } else {
             "?".to_owned()
         }
     };
+    // Values bind in order: the new lease, then `now` for an expired lease, then the limit.
+    let (set_status, claimable, mut values) = match which {
+        Claim::Queued => (
+            "status = 'RUNNING', ",
+            "status = 'PENDING'".to_owned(),
+            vec![until.into()],
+        ),
+        Claim::Expired => (
+            "",
+            format!(
+                "status IN ('RUNNING', 'COMPENSATING') AND lease_until < {}",
+                param(2)
+            ),
+            vec![until.into(), now.into()],
+        ),
+    };
+    values.push(limit.into());
     let query = format!(
-        "UPDATE sagas SET status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END, \
-         lease_until = {p1}, attempts = attempts + 1 \
-         WHERE id = (SELECT id FROM sagas WHERE status = 'PENDING' \
-            OR (status IN ('RUNNING', 'COMPENSATING') AND lease_until < {p2}) \
-            ORDER BY id LIMIT 1{lock}) \
+        "UPDATE sagas SET {set_status}lease_until = {p1}, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM sagas WHERE {claimable} ORDER BY id LIMIT {limit}{lock}) \
          RETURNING *",
         p1 = param(1),
-        p2 = param(2),
+        limit = param(values.len()),
+        lock = if postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        },
     );
-    let statement = Statement::from_sql_and_values(backend, query, [until.into(), now.into()]);
-    let row = db.query_one_raw(statement).await?;
-    row.map(|row| sagas::Model::from_query_result(&row, ""))
-        .transpose()
-}
-
-/// Extends a claimed saga's lease (called as each step starts).
-pub async fn extend_lease<C: ConnectionTrait>(
-    conn: &C,
-    saga: i64,
-    lease: Duration,
-) -> Result<(), DbErr> {
-    let until = now_ms() + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-    sagas::Entity::update_many()
-        .col_expr(
-            sagas::Column::LeaseUntil,
-            sea_orm::sea_query::Expr::value(until),
-        )
-        .filter(sagas::Column::Id.eq(saga))
-        .exec(conn)
-        .await?;
-    Ok(())
+    let statement = Statement::from_sql_and_values(backend, query, values);
+    let mut claimed = db
+        .query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| sagas::Model::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|saga| saga.id);
+    Ok(claimed)
 }
 
 /// Sagas accepted and not yet claimed, across tenants (for `/metrics`).

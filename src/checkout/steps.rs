@@ -29,10 +29,10 @@ pub struct StepContext<'a> {
     pub failures: &'a FailureRates,
 }
 
-const RESERVE: &str = "RESERVE";
+pub(super) const RESERVE: &str = "RESERVE";
 const RELEASE: &str = "RELEASE";
 const RESTOCK: &str = "RESTOCK";
-const CAPTURED: &str = "CAPTURED";
+pub(super) const CAPTURED: &str = "CAPTURED";
 const REFUNDED: &str = "REFUNDED";
 
 /// Sets a step's status (and error) inside `conn`.
@@ -43,10 +43,24 @@ pub async fn set_step<C: ConnectionTrait>(
     status: StepStatus,
     error: Option<&str>,
 ) -> Result<(), DbErr> {
+    set_steps(conn, &[saga], step, status, error).await
+}
+
+/// Sets one step's status (and error) for many sagas at once, inside `conn`.
+pub async fn set_steps<C: ConnectionTrait>(
+    conn: &C,
+    sagas: &[i64],
+    step: SagaStepName,
+    status: StepStatus,
+    error: Option<&str>,
+) -> Result<(), DbErr> {
+    if sagas.is_empty() {
+        return Ok(());
+    }
     let now = Utc::now();
     let mut update = saga_steps::Entity::update_many()
         .col_expr(saga_steps::Column::Status, Expr::value(status.as_str()))
-        .filter(saga_steps::Column::SagaId.eq(saga))
+        .filter(saga_steps::Column::SagaId.is_in(sagas.iter().copied()))
         .filter(saga_steps::Column::Name.eq(step.as_str()));
     update = match status {
         StepStatus::Running | StepStatus::Compensating => update
@@ -362,10 +376,23 @@ pub async fn set_order_status<C: ConnectionTrait>(
     status: OrderStatus,
     only_from: Option<OrderStatus>,
 ) -> Result<(), DbErr> {
+    set_orders_status(conn, &[saga], status, only_from).await
+}
+
+/// Sets the status of the orders of many sagas at once.
+pub async fn set_orders_status<C: ConnectionTrait>(
+    conn: &C,
+    sagas: &[i64],
+    status: OrderStatus,
+    only_from: Option<OrderStatus>,
+) -> Result<(), DbErr> {
+    if sagas.is_empty() {
+        return Ok(());
+    }
     let mut update = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(status.as_str()))
         .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(orders::Column::SagaId.eq(saga));
+        .filter(orders::Column::SagaId.is_in(sagas.iter().copied()));
     if let Some(from) = only_from {
         update = update.filter(orders::Column::Status.eq(from.as_str()));
     }

@@ -25,6 +25,8 @@ pub const TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
 /// Limits that reject abusive documents before any resolver runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Off: documents are not measured (the batch and body limits still apply).
+    pub enabled: bool,
     pub depth: usize,
     pub complexity: usize,
     pub aliases: usize,
@@ -35,6 +37,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            enabled: true,
             // GraphiQL's introspection query nests 15 levels (TypeRef's `ofType` chain).
             depth: 16,
             complexity: 5_000,

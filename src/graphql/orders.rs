@@ -212,7 +212,7 @@ impl Subscription {
             while !terminal(&last) {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Ok(saga) if saga != id.get() => continue,
+                        Ok(changed) if !changed.contains(&id.get()) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                         _ => {}
                     },

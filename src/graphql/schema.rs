@@ -31,10 +31,13 @@ pub struct Mutation(
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
-    let builder = Schema::build(Query::default(), Mutation::default(), Subscription)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_recursive_depth(limits.nesting());
+    if limits.enabled {
+        builder = builder
+            .limit_depth(limits.depth)
+            .limit_complexity(limits.complexity);
+    }
     if limits.introspection {
         builder
     } else {

@@ -517,3 +517,44 @@ async fn customers_see_only_their_own_orders_and_sagas() {
     assert_eq!(error_code(&empty), "BAD_USER_INPUT");
     let _ = orders::Entity::find().all(&app.db).await;
 }
+
+#[tokio::test]
+async fn an_order_for_an_unknown_customer_is_refused_and_queues_nothing() {
+    let app = shop_with(0, None).await;
+    let mug = app.create_product("MUG", "Mug", "7.50", 10).await;
+    let place = "mutation($p: ID!, $c: ID) { placeOrder(input: {customerId: $c, items: [{productId: $p, quantity: 1}], paymentMethod: CARD}) { id } }";
+    let ghost = app.customer(987_654);
+    let as_ghost = app.gql(Some(&ghost), place, json!({"p": mug})).await;
+    assert_eq!(error_code(&as_ghost), "NOT_FOUND", "{as_ghost}");
+    let for_ghost = app
+        .gql(Some(&app.staff()), place, json!({"p": mug, "c": "987654"}))
+        .await;
+    assert_eq!(error_code(&for_ghost), "NOT_FOUND", "{for_ghost}");
+    assert!(
+        sagas::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+    assert_eq!(stock(&app, &mug).await, 10);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_make_one_saga() {
+    let app = spawn_app().await;
+    let mug = app.create_product("MUG", "Mug", "7.50", 100).await;
+    let customer = app.create_customer("Ana", "ana@example.com").await;
+    let token = app.customer(customer);
+    let place = "mutation($p: ID!) { placeOrder(input: {items: [{productId: $p, quantity: 1}], paymentMethod: CARD, idempotencyKey: \"same\"}) { id } }";
+    let requests = (0..20).map(|_| app.data(Some(&token), place, json!({"p": mug})));
+    let accepted: Vec<Value> = futures_util::future::join_all(requests).await;
+    let ids: std::collections::HashSet<&Value> =
+        accepted.iter().map(|a| &a["placeOrder"]["id"]).collect();
+    assert_eq!(ids.len(), 1, "{accepted:?}");
+    let sagas = sagas::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sagas.len(), 1);
+}

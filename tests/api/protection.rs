@@ -249,6 +249,27 @@ async fn an_alias_flood_is_refused() {
 }
 
 #[tokio::test]
+async fn query_limits_can_be_switched_off_for_a_gateway_that_enforces_its_own() {
+    let mut settings = test_settings().await;
+    settings.query_limits_enabled = false;
+    let app = spawn_with(settings).await;
+    app.create_product("MUG", "Mug", "7.50", 10).await;
+    let aliases: String = (0..40).map(|i| format!("a{i}: name ")).collect();
+    let wide = format!("{{ products(first: 1) {{ edges {{ node {{ {aliases} }} }} }} }}");
+    let (status, body) = send(&app, &json!({ "query": wide })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["products"]["edges"][0]["node"]["a39"], "Mug",
+        "{body}"
+    );
+    // The batch limit is the HTTP layer's and stays.
+    let batch: Vec<Value> = (0..100).map(|_| json!({ "query": TYPENAME })).collect();
+    let (status, body) = send(&app, &Value::Array(batch)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX");
+}
+
+#[tokio::test]
 async fn a_batch_of_a_hundred_operations_is_refused() {
     let app = seeded().await;
     let batch: Vec<Value> = (0..100).map(|_| json!({ "query": PRODUCTS })).collect();

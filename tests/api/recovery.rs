@@ -84,7 +84,7 @@ async fn unfinished(db: &DatabaseConnection) -> usize {
     sagas::Entity::find()
         .all(db)
         .await
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("read the sagas: {e}"))
         .iter()
         .filter(|s| !matches!(s.status.as_str(), "COMPLETED" | "COMPENSATED" | "FAILED"))
         .count()
@@ -99,8 +99,12 @@ async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothi
     }
     let port = free_port();
     let prefix = format!("crash{}", rand::random::<u32>());
-    let server = start_server(&database_url, port, &prefix).await;
+    // Seed before the server starts: on SQLite two processes writing at once can meet in
+    // a lock upgrade that SQLite refuses at once (SQLITE_BUSY) rather than waits out.
     let db = Database::connect(&database_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    shopgraph::db::migrate(&db)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     shopgraph::services::customers::ensure_tenant(&db, &tenant("default"), "Default")
@@ -116,6 +120,7 @@ async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothi
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server(&database_url, port, &prefix).await;
     let jwt = JwtKeys::new(SECRET.as_bytes());
     let token = |role: Role, sub: &str| {
         jwt.issue(&tenant("default"), sub, role, chrono::Duration::hours(1))
@@ -171,9 +176,18 @@ async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothi
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let all_payments = payments::Entity::find().all(&db).await.unwrap_or_default();
-    let all_orders = orders::Entity::find().all(&db).await.unwrap_or_default();
-    let all_sagas = sagas::Entity::find().all(&db).await.unwrap_or_default();
+    let all_payments = payments::Entity::find()
+        .all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all_orders = orders::Entity::find()
+        .all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all_sagas = sagas::Entity::find()
+        .all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut per_saga: HashMap<i64, usize> = HashMap::new();
     for payment in &all_payments {
         *per_saga.entry(payment.saga_id).or_default() += 1;
@@ -195,7 +209,11 @@ async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothi
         .filter(|i| completed.contains(&i.order_id))
         .map(|i| i64::from(i.quantity))
         .sum();
-    let left = products::Entity::find().all(&db).await.unwrap_or_default()[0].stock;
+    let left = products::Entity::find()
+        .all(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))[0]
+        .stock;
     assert_eq!(1000, i64::from(left) + sold, "stock not conserved");
     let captured: i64 = all_payments
         .iter()

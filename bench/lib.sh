@@ -1,0 +1,35 @@
+# Shared by the bench scripts (sourced): tools, the release binary, one server at a time.
+# Needs PG_URL, DB_URL, PORT and OUT set by the caller.
+BIN=target/release/shopgraph
+SERVER_PID=
+export JWT_SECRET=bench-secret-bench-secret-bench-secret
+export RATE_LIMIT_ENABLED=false RUST_LOG=warn SEED_DEMO=false DB_MAX_CONNECTIONS=16
+
+ensure_tools() {
+  if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk bc
+  fi
+  cargo build --release -q
+}
+
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; fi
+}
+
+start_server() { # env assignments for the server
+  stop_server
+  env "$@" DATABASE_URL="$DB_URL" BIND_ADDR="127.0.0.1:$PORT" "$BIN" serve >"$OUT/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server did not start" >&2; cat "$OUT/server.log" >&2; exit 1
+}
+
+gql() { # token body
+  curl -fs "http://127.0.0.1:$PORT/graphql" -H 'content-type: application/json' ${1:+-H "authorization: Bearer $1"} -d "$2"
+}
+
+# A field of wrk's RESULT line: field "$line" rps
+field() { echo "$1" | grep -o "$2=[0-9.]*" | cut -d= -f2; }
