@@ -14,6 +14,7 @@ PORT=8092
 OUT=$(mktemp -d)
 source bench/lib.sh
 trap stop_server EXIT
+ensure_tools >&2
 TICKS=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
-use rate_limit::RateLimit;
+use rate_limit::{Limiter, RateLimit};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,8 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.http.max_body_bytes;
-    let mut api = Router::new()
+    let limiter = state.http.rate_limit.as_ref().and_then(Limiter::new);
+    let api = Router::new()
         .route(
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
@@ -105,12 +106,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn(move |request, next| {
-            reject::oversize_body(limit, request, next)
+            reject::guard(limiter.clone(), limit, request, next)
         }));
-    // Outermost on the API routes, so a refused request costs no body read.
-    if let Some(layer) = state.http.rate_limit.as_ref().and_then(rate_limit::layer) {
-        api = api.layer(layer);
-    }
     let mut app = Router::new()
         .merge(api)
         .merge(health::routes())

@@ -1,7 +1,15 @@
 //! Per-client rate limiting of the GraphQL routes with `tower_governor`: a token bucket
-//! per client IP (`RATE_LIMIT_PER_MINUTE` sustained, `RATE_LIMIT_BURST` at once). Over
-//! the limit: 429 with `Retry-After`, `x-ratelimit-*` and a GraphQL-shaped body with
-//! code `RATE_LIMITED`.
+//! per client IP (`RATE_LIMIT_PER_MINUTE` sustained, `RATE_LIMIT_BURST` at once). Every
+//! admitted response carries `x-ratelimit-limit` and `x-ratelimit-remaining`; over the
+//! limit: 429 with `Retry-After`, `x-ratelimit-*` and a GraphQL-shaped body with code
+//! `RATE_LIMITED`.
+//!
+//! tower_governor builds the limiter (its config builder, its keyed governor limiter
+//! and our `KeyExtractor`), but its `Service` is not in the stack: the check runs in the
+//! API routes' one middleware (`super::guard`). Its layer cost about 6 500 instructions
+//! a request, 8 % of a cached response: another boxed service clone per request, and
+//! headers built in a scratch map by validating and hashing their names each time. Here
+//! they are constants written once (`bench/instructions_per_request.sh`).
 //!
 //! The client IP is the TCP peer, unless the peer is one of `TRUSTED_PROXIES`: then it is
 //! the rightmost `X-Forwarded-For` address that is not itself a trusted proxy (each
@@ -10,20 +18,26 @@
 //! usually holds whole. A background task drops idle keys, so memory stays bounded.
 use super::reject::graphql_error;
 use crate::telemetry;
-use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::GovernorError;
+use tower_governor::governor::{GovernorConfigBuilder, SharedRateLimiter};
 use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
 
 /// How often keys whose bucket is full again are dropped.
 const RETAIN_EVERY: Duration = Duration::from_secs(10);
+
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const AFTER: HeaderName = HeaderName::from_static("x-ratelimit-after");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 #[derive(Debug, Clone)]
 pub struct RateLimit {
@@ -32,68 +46,115 @@ pub struct RateLimit {
     pub trusted_proxies: Arc<[IpNet]>,
 }
 
-pub type Layer = GovernorLayer<ClientIp, StateInformationMiddleware, Body>;
-
-/// Builds the layer and starts the task that keeps the limiter's key map small; the task
-/// ends when the layer (and so the router) is dropped.
-pub fn layer(limit: &RateLimit) -> Option<Layer> {
-    let period = Duration::from_secs(60) / limit.per_minute.max(1);
-    let config = GovernorConfigBuilder::default()
-        .key_extractor(ClientIp {
-            trusted: limit.trusted_proxies.clone(),
-        })
-        .period(period)
-        .burst_size(limit.burst)
-        .use_headers()
-        .finish()?;
-    let limiter = Arc::downgrade(config.limiter());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RETAIN_EVERY);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(limiter) = limiter.upgrade() else {
-                return;
-            };
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-    });
-    Some(GovernorLayer::new(config).error_handler(refusal))
+/// The limiter of one router: admits or refuses each request by its client's bucket.
+pub struct Limiter {
+    buckets: SharedRateLimiter<IpAddr, StateInformationMiddleware>,
+    clients: ClientIp,
+    /// `x-ratelimit-limit`, the same on every response.
+    limit: HeaderValue,
 }
 
-fn refusal(err: GovernorError) -> Response<Body> {
-    match err {
-        GovernorError::TooManyRequests { wait_time, headers } => {
-            telemetry::rate_limited();
-            // `wait_time` is rounded down (0 for a sub-second wait): round up instead.
-            let retry = wait_time.saturating_add(1);
-            let mut response = graphql_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                &format!("too many requests: retry in {retry} s"),
-            );
-            let h = response.headers_mut();
-            for (name, value) in headers.iter().flat_map(HeaderMap::iter) {
-                if name.as_str().starts_with("x-ratelimit-") {
-                    h.insert(name.clone(), value.clone());
-                }
+/// An admitted request: what is left of its client's burst.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted {
+    remaining: u32,
+}
+
+impl Limiter {
+    /// Builds the limiter and starts the task that keeps its key map small; the task
+    /// ends when the limiter (and so the router) is dropped. None for a zero burst.
+    pub fn new(limit: &RateLimit) -> Option<Arc<Self>> {
+        let clients = ClientIp {
+            trusted: limit.trusted_proxies.clone(),
+        };
+        let period = Duration::from_secs(60) / limit.per_minute.max(1);
+        let config = GovernorConfigBuilder::default()
+            .key_extractor(clients.clone())
+            .period(period)
+            .burst_size(limit.burst)
+            .use_headers()
+            .finish()?;
+        let buckets = config.limiter().clone();
+        let weak = Arc::downgrade(&buckets);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RETAIN_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(buckets) = weak.upgrade() else {
+                    return;
+                };
+                buckets.retain_recent();
+                buckets.shrink_to_fit();
             }
-            h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
-            h.insert(
-                HeaderName::from_static("x-ratelimit-after"),
-                HeaderValue::from(retry),
-            );
-            response
+        });
+        Some(Arc::new(Self {
+            buckets,
+            clients,
+            limit: HeaderValue::from(limit.burst),
+        }))
+    }
+
+    /// Takes a token from the client's bucket, or says why not.
+    pub fn admit<B>(&self, request: &Request<B>) -> Result<Admitted, Refused> {
+        let key = self
+            .clients
+            .extract(request)
+            .map_err(|_| Refused::Unidentified)?;
+        match self.buckets.check_key(&key) {
+            Ok(state) => Ok(Admitted {
+                remaining: state.remaining_burst_capacity(),
+            }),
+            Err(denied) => Err(Refused::TooSoon {
+                wait: denied.wait_time_from(self.buckets.clock().now()),
+                limit: self.limit.clone(),
+            }),
         }
-        GovernorError::UnableToExtractKey | GovernorError::Other { .. } => {
-            tracing::error!(error = %err, "rate limiter could not identify the client");
-            graphql_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "internal error",
-            )
-        }
+    }
+
+    /// Tells an admitted client where it stands.
+    pub fn annotate(&self, admitted: Admitted, headers: &mut HeaderMap) {
+        headers.insert(LIMIT, self.limit.clone());
+        headers.insert(REMAINING, HeaderValue::from(admitted.remaining));
+    }
+}
+
+/// A request the limiter turned away.
+#[derive(Debug)]
+pub enum Refused {
+    /// The client's bucket is empty until `wait` has passed.
+    TooSoon { wait: Duration, limit: HeaderValue },
+    /// The request has no peer address (a router served without `ConnectInfo`).
+    Unidentified,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let (wait, limit) = match self {
+            Refused::TooSoon { wait, limit } => (wait, limit),
+            Refused::Unidentified => {
+                tracing::error!("rate limiter could not identify the client: no peer address");
+                return graphql_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "internal error",
+                );
+            }
+        };
+        telemetry::rate_limited();
+        // Whole seconds, rounded up: a client that waits `Retry-After` finds a token.
+        let retry = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let mut response = graphql_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            &format!("too many requests: retry in {retry} s"),
+        );
+        let headers = response.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        headers.insert(AFTER, HeaderValue::from(retry));
+        headers.insert(LIMIT, limit);
+        headers.insert(REMAINING, HeaderValue::from_static("0"));
+        response
     }
 }
 
@@ -112,11 +173,12 @@ impl KeyExtractor for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .ok_or(GovernorError::UnableToExtractKey)?;
-        let forwarded = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
+        let forwarded = || {
+            req.headers()
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+        };
         Ok(bucket(client_ip(peer, forwarded, &self.trusted)))
     }
 }
@@ -135,17 +197,18 @@ fn parse_hop(raw: &str) -> Option<IpAddr> {
 }
 
 /// The client's address: the peer, or (behind trusted proxies) the rightmost untrusted
-/// `X-Forwarded-For` hop. `headers` are the header's values in the order received.
-pub fn client_ip<'a>(
+/// `X-Forwarded-For` hop. `headers` gives the header's values in the order received;
+/// it is only called for a trusted peer, so most requests never look the header up.
+pub fn client_ip<'a, I: Iterator<Item = &'a str>>(
     peer: IpAddr,
-    headers: impl Iterator<Item = &'a str>,
+    headers: impl FnOnce() -> I,
     trusted: &[IpNet],
 ) -> IpAddr {
     let peer = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let hops: Vec<&str> = headers.flat_map(|h| h.split(',')).collect();
+    let hops: Vec<&str> = headers().flat_map(|h| h.split(',')).collect();
     let mut client = peer;
     for raw in hops.iter().rev() {
         let Some(hop) = parse_hop(raw) else {
@@ -190,7 +253,7 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let trusted = nets(&["10.0.0.0/8"]);
         let forged = ["1.1.1.1"].into_iter();
-        assert_eq!(client_ip(ip("8.8.8.8"), forged, &trusted), ip("8.8.8.8"));
+        assert_eq!(client_ip(ip("8.8.8.8"), || forged, &trusted), ip("8.8.8.8"));
     }
 
     #[test]
@@ -199,14 +262,17 @@ mod tests {
         // The client forged 6.6.6.6; the edge proxy appended the real peer 5.5.5.5;
         // an inner proxy appended the edge proxy's address.
         let headers = ["6.6.6.6, 5.5.5.5", "192.168.1.1"].into_iter();
-        assert_eq!(client_ip(ip("10.1.2.3"), headers, &trusted), ip("5.5.5.5"));
+        assert_eq!(
+            client_ip(ip("10.1.2.3"), || headers, &trusted),
+            ip("5.5.5.5")
+        );
     }
 
     #[test]
     fn a_trusted_peer_without_forwarding_is_the_client() {
         let trusted = nets(&["127.0.0.1/32"]);
         assert_eq!(
-            client_ip(ip("127.0.0.1"), std::iter::empty(), &trusted),
+            client_ip(ip("127.0.0.1"), std::iter::empty, &trusted),
             ip("127.0.0.1")
         );
     }
@@ -215,10 +281,13 @@ mod tests {
     fn garbage_stops_the_walk_and_ports_and_mapped_addresses_are_understood() {
         let trusted = nets(&["10.0.0.0/8"]);
         let headers = ["1.2.3.4, junk, 10.0.0.9"].into_iter();
-        assert_eq!(client_ip(ip("10.0.0.1"), headers, &trusted), ip("10.0.0.9"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), || headers, &trusted),
+            ip("10.0.0.9")
+        );
         let headers = ["[2001:db8::1]:443"].into_iter();
         assert_eq!(
-            client_ip(ip("::ffff:10.0.0.1"), headers, &trusted),
+            client_ip(ip("::ffff:10.0.0.1"), || headers, &trusted),
             ip("2001:db8::1")
         );
     }

@@ -49,6 +49,11 @@ async fn exhaust(app: &TestApp, client: &reqwest::Client, ip: Option<&str>) -> r
         let ok = post_from(app, client, ip).await;
         assert_eq!(ok.status(), StatusCode::OK, "request {i}");
         assert_eq!(header(&ok, "x-ratelimit-limit"), "10");
+        assert_eq!(
+            header(&ok, "x-ratelimit-remaining"),
+            (9 - i).to_string(),
+            "one token a request"
+        );
     }
     post_from(app, client, ip).await
 }
