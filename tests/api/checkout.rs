@@ -249,7 +249,7 @@ async fn stock_and_money_are_conserved_under_random_failures() {
         initial.insert(id.parse::<i64>().unwrap_or_default(), 60);
         products.push(id);
     }
-    let sagas_to_run = 300;
+    let sagas_to_run = 500;
     let requests = (0..sagas_to_run).map(|n: usize| {
         let (app, product) = (&app, products[n % products.len()].clone());
         async move {
