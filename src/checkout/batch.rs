@@ -5,7 +5,7 @@
 //! re-run changes nothing twice, and each saga's step status commits with its effect.
 //! Compensations, cancellations and any saga a batch cannot move take the one-saga path.
 use super::gateway::{Charge, FailureRates, Gateway};
-use super::model::{OrderStatus, Payload, SagaStepName, StepStatus};
+use super::model::{Payload, SagaStepName, StepStatus};
 use super::steps::{self, CAPTURED, RESERVE};
 use crate::db::entities::{
     cart_items, order_items, orders, payments, products, sagas, stock_movements,
@@ -278,17 +278,9 @@ async fn create_orders(
         return Ok(());
     }
     let now = Utc::now();
-    let new_orders = todo.iter().map(|m| orders::ActiveModel {
-        tenant_id: Set(m.saga.tenant_id.clone()),
-        customer_id: Set(m.saga.customer_id),
-        saga_id: Set(m.saga.id),
-        status: Set(OrderStatus::Pending.as_str().into()),
-        total_cents: Set(m.payload.total_cents()),
-        payment_method: Set(m.payload.payment_method.as_str().into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    });
+    let new_orders = todo
+        .iter()
+        .map(|m| steps::new_order(m.saga, m.payload, now));
     insert_all(txn, new_orders.collect()).await?;
     let todo_ids: Vec<i64> = todo.iter().map(|m| m.saga.id).collect();
     let order_of: HashMap<i64, i64> = orders::Entity::find()

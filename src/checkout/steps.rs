@@ -310,19 +310,7 @@ async fn create_order(txn: &DatabaseTransaction, ctx: &StepContext<'_>) -> Resul
         return Ok(Outcome::Succeeded);
     }
     let now = Utc::now();
-    let order = orders::ActiveModel {
-        tenant_id: Set(ctx.saga.tenant_id.clone()),
-        customer_id: Set(ctx.saga.customer_id),
-        saga_id: Set(ctx.saga.id),
-        status: Set(OrderStatus::Pending.as_str().into()),
-        total_cents: Set(ctx.payload.total_cents()),
-        payment_method: Set(ctx.payload.payment_method.as_str().into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(txn)
-    .await?;
+    let order = new_order(ctx.saga, ctx.payload, now).insert(txn).await?;
     order_items::Entity::insert_many(ctx.payload.lines.iter().map(|line| {
         order_items::ActiveModel {
             tenant_id: Set(ctx.saga.tenant_id.clone()),
@@ -398,4 +386,23 @@ pub async fn set_orders_status<C: ConnectionTrait>(
     }
     update.exec(conn).await?;
     Ok(())
+}
+
+/// The PENDING order a checkout saga creates, priced from its payload.
+pub fn new_order(
+    saga: &sagas::Model,
+    payload: &Payload,
+    now: chrono::DateTime<Utc>,
+) -> orders::ActiveModel {
+    orders::ActiveModel {
+        tenant_id: Set(saga.tenant_id.clone()),
+        customer_id: Set(saga.customer_id),
+        saga_id: Set(saga.id),
+        status: Set(OrderStatus::Pending.as_str().into()),
+        total_cents: Set(payload.total_cents()),
+        payment_method: Set(payload.payment_method.as_str().into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
 }
