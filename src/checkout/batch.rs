@@ -11,7 +11,7 @@ use crate::db::entities::{
     cart_items, order_items, orders, payments, products, sagas, stock_movements,
 };
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExprTrait, QueryFilter,
@@ -134,7 +134,10 @@ async fn reserve_stock(
         .filter(products::Column::Id.is_in(wanted))
         .order_by_asc(products::Column::Id);
     if txn.get_database_backend() == DatabaseBackend::Postgres {
-        query = query.lock_exclusive();
+        // NO KEY UPDATE, not UPDATE: it does not block the KEY SHARE locks that order
+        // and cart item inserts take on their product, so a batch creating orders
+        // and a batch reserving stock cannot deadlock.
+        query = query.lock(LockType::NoKeyUpdate);
     }
     let mut stock: HashMap<i64, (String, i32)> = query
         .into_tuple::<(i64, String, i32)>()

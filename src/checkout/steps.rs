@@ -10,7 +10,7 @@ use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, ExprTrait, QueryFilter, TransactionTrait,
+    DatabaseTransaction, DbErr, EntityTrait, ExprTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 
 /// How a step ended; `Err(DbErr)` from `run` is a transient fault to retry.
@@ -219,6 +219,8 @@ async fn return_units(
     let reserved = stock_movements::Entity::find()
         .filter(stock_movements::Column::SagaId.eq(reserved_by))
         .filter(stock_movements::Column::Kind.eq(RESERVE))
+        // Products in id order, the order reservations lock them in: no deadlock.
+        .order_by_asc(stock_movements::Column::ProductId)
         .all(txn)
         .await?;
     let now = Utc::now();
