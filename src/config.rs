@@ -324,9 +324,62 @@ pub struct Settings {
     )]
     pub payment_latency_ms: u64,
 
+    /// Probability that the simulated gateway takes a call's effect and then times out
+    /// (an ambiguous answer), to exercise retries with the same idempotency key.
+    #[arg(
+        long,
+        env = "PAYMENT_AMBIGUOUS_RATE",
+        value_name = "PAYMENT_AMBIGUOUS_RATE",
+        default_value_t = 0.0,
+        global = true
+    )]
+    pub payment_ambiguous_rate: f64,
+
+    /// A payment provider speaking the simulator's HTTP API (`shopgraph gateway`);
+    /// unset: the simulator runs in process.
+    #[arg(
+        long,
+        env = "PAYMENT_GATEWAY_URL",
+        value_name = "PAYMENT_GATEWAY_URL",
+        global = true
+    )]
+    pub payment_gateway_url: Option<String>,
+
+    /// How long a payment provider call may take before its outcome counts as unknown.
+    #[arg(
+        long,
+        env = "PAYMENT_TIMEOUT_MS",
+        value_name = "PAYMENT_TIMEOUT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub payment_timeout_ms: u64,
+
+    /// Attempts a checkout step gets before the saga gives up: it is compensated and
+    /// ends FAILED (a dead letter).
+    #[arg(
+        long,
+        env = "SAGA_MAX_ATTEMPTS",
+        value_name = "SAGA_MAX_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub saga_max_attempts: u32,
+
+    /// How long one SQL statement may run or wait for a lock before it fails
+    /// (PostgreSQL `statement_timeout`, SQLite busy timeout).
+    #[arg(
+        long,
+        env = "DB_STATEMENT_TIMEOUT_MS",
+        value_name = "DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub db_statement_timeout_ms: u64,
+
     /// Tests set failure rates here; otherwise `SAGA_FAIL_RATE_<STEP>` is read.
     #[arg(skip)]
-    pub fail_rates: Option<crate::checkout::gateway::FailureRates>,
+    pub fail_rates: Option<crate::checkout::failures::FailureRates>,
 
     /// Tenant for anonymous callers that send no `X-Tenant`.
     #[arg(
@@ -384,8 +437,27 @@ impl Settings {
         if self.cache_ttl_jitter > 100 {
             bail!("CACHE_TTL_JITTER is a percentage (0-100)");
         }
-        if self.saga_lease_secs == 0 {
-            bail!("SAGA_LEASE_SECS must be at least 1");
+        if !(1..=86_400).contains(&self.saga_lease_secs) {
+            bail!("SAGA_LEASE_SECS must be between 1 and 86400");
+        }
+        if !(1..=100).contains(&self.saga_max_attempts) {
+            bail!("SAGA_MAX_ATTEMPTS must be between 1 and 100");
+        }
+        if !(0.0..=1.0).contains(&self.payment_ambiguous_rate) {
+            bail!("PAYMENT_AMBIGUOUS_RATE must be a probability between 0 and 1");
+        }
+        if !(1..=600_000).contains(&self.payment_timeout_ms) {
+            bail!("PAYMENT_TIMEOUT_MS must be between 1 and 600000");
+        }
+        if !(1..=3_600_000).contains(&self.db_statement_timeout_ms) {
+            bail!("DB_STATEMENT_TIMEOUT_MS must be between 1 and 3600000");
+        }
+        if let Some(url) = &self.payment_gateway_url
+            && !url.starts_with("http://")
+        {
+            // No TLS client is built in: a provider's HTTPS API goes behind a local
+            // TLS-originating proxy (a sidecar).
+            bail!("PAYMENT_GATEWAY_URL must be an http:// URL");
         }
         if self.worker_concurrency > 256 {
             bail!("WORKER_CONCURRENCY must be at most 256");

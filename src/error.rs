@@ -21,6 +21,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     TooComplex(String),
+    /// The database is busy or briefly unreachable: the client may try again.
+    #[error("the service is busy; try again shortly")]
+    Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -37,6 +40,7 @@ impl AppError {
             Self::OutOfStock(_) => "OUT_OF_STOCK",
             Self::Conflict(_) => "CONFLICT",
             Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -51,8 +55,10 @@ impl AppError {
 
     /// The error as a client sees it: a safe message plus `extensions.code`.
     pub fn to_graphql(&self) -> async_graphql::Error {
-        if let Self::Internal(source) = self {
-            tracing::error!(error = ?source, "internal error");
+        match self {
+            Self::Internal(source) => tracing::error!(error = ?source, "internal error"),
+            Self::Unavailable(source) => tracing::warn!(error = ?source, "database busy"),
+            _ => {}
         }
         crate::cache::record_failure();
         async_graphql::Error::new(self.to_string())
@@ -68,7 +74,11 @@ impl From<InvalidInput> for AppError {
 
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
-        Self::Internal(anyhow::Error::new(err).context("database"))
+        if crate::db::is_transient(&err) {
+            Self::Unavailable(anyhow::Error::new(err).context("database"))
+        } else {
+            Self::Internal(anyhow::Error::new(err).context("database"))
+        }
     }
 }
 

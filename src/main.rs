@@ -28,6 +28,9 @@ enum Command {
     },
     /// Run checkout workers only (WORKER_CONCURRENCY of them), no HTTP.
     Worker,
+    /// Run the simulated payment provider's HTTP API on BIND_ADDR, for workers in
+    /// other processes to share (PAYMENT_GATEWAY_URL).
+    Gateway,
     /// Apply pending migrations and exit.
     Migrate,
     /// Load the demo shop, or generate N products and M customers.
@@ -120,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker => {
             init_tracing(settings.log_format);
             startup::run_workers(settings, shutdown_signal()).await
+        }
+        Command::Gateway => {
+            init_tracing(settings.log_format);
+            startup::run_gateway(settings, shutdown_signal()).await
         }
         Command::Migrate => {
             init_tracing(settings.log_format);

@@ -4,7 +4,8 @@ use crate::auth::JwtKeys;
 use crate::cache::{Backend, Cache, CachePolicy, MemoryBackend, RedisBackend};
 use crate::checkout::Engine;
 use crate::checkout::events::Events;
-use crate::checkout::gateway::{FailureRates, Gateway};
+use crate::checkout::failures::FailureRates;
+use crate::checkout::gateway::{self, HttpGateway, Metered, PaymentGateway, Simulator};
 use crate::checkout::intake::Intake;
 use crate::config::Settings;
 use crate::graphql::{ApqStore, Limits, Services};
@@ -137,18 +138,50 @@ pub fn build_engine(
         cache: cache.clone(),
         events,
         wake: tokio::sync::Notify::new(),
-        gateway: Gateway {
-            latency: Duration::from_millis(settings.payment_latency_ms),
-        },
+        gateway: Arc::new(Metered(payment_gateway(settings)?)),
         failures: match &settings.fail_rates {
             Some(rates) => rates.clone(),
             None => FailureRates::from_env()?,
         },
         lease: Duration::from_secs(settings.saga_lease_secs),
         batch: settings.worker_batch_size,
+        max_attempts: settings.saga_max_attempts,
         intake: (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
             .then(|| Intake::start(db.clone())),
     }))
+}
+
+/// The payment provider at `PAYMENT_GATEWAY_URL`, else the simulator in process.
+fn payment_gateway(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    let timeout = Duration::from_millis(settings.payment_timeout_ms);
+    Ok(match &settings.payment_gateway_url {
+        Some(url) => Arc::new(HttpGateway::new(url, timeout).context("PAYMENT_GATEWAY_URL")?),
+        None => Arc::new(Simulator::new(simulator_config(settings))),
+    })
+}
+
+pub fn simulator_config(settings: &Settings) -> gateway::SimulatorConfig {
+    gateway::SimulatorConfig {
+        latency: Duration::from_millis(settings.payment_latency_ms),
+        ambiguous_rate: settings.payment_ambiguous_rate,
+    }
+}
+
+/// `gateway`: the simulated payment provider's HTTP API alone, for workers in other
+/// processes (`PAYMENT_GATEWAY_URL`) to share one ledger.
+pub async fn run_gateway(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.bind_addr)
+        .await
+        .with_context(|| format!("bind {}", settings.bind_addr))?;
+    tracing::info!(addr = %settings.bind_addr, "simulated payment provider listening");
+    let router = Simulator::new(simulator_config(&settings)).router();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serve the payment provider")
 }
 
 /// `worker`: checkout workers only, no HTTP.

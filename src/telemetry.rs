@@ -29,6 +29,15 @@ pub const RATE_LIMITED: &str = "shopgraph_rate_limited_total";
 pub const QUEUE_DEPTH: &str = "shopgraph_checkout_queue_depth";
 /// Reserved for the checkout saga: transitions by resulting status.
 pub const SAGAS: &str = "shopgraph_sagas_total";
+/// Sagas that gave up (attempts exhausted or a permanent error) and ended FAILED.
+pub const DEAD_LETTERS: &str = "shopgraph_saga_dead_letters_total";
+/// Saga steps put back with a backoff after a transient fault.
+pub const SAGA_RETRIES: &str = "shopgraph_saga_retries_total";
+/// Payment provider calls by operation and outcome.
+pub const GATEWAY_CALLS: &str = "shopgraph_gateway_calls_total";
+/// The in-process simulated provider's ledger.
+pub const GATEWAY_CAPTURED: &str = "shopgraph_gateway_captured_cents";
+pub const GATEWAY_REFUNDED: &str = "shopgraph_gateway_refunded_cents";
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -107,6 +116,40 @@ pub fn describe_checkout() {
         "Checkouts queued and not yet taken by a worker"
     );
     describe_counter!(SAGAS, "Saga transitions by resulting status");
+    describe_counter!(
+        DEAD_LETTERS,
+        "Sagas that gave up, were compensated and ended FAILED"
+    );
+    describe_counter!(
+        SAGA_RETRIES,
+        "Saga steps retried later after a transient fault"
+    );
+    describe_counter!(
+        GATEWAY_CALLS,
+        "Payment provider calls by operation and outcome"
+    );
+    describe_gauge!(GATEWAY_CAPTURED, "Cents the simulated provider captured");
+    describe_gauge!(GATEWAY_REFUNDED, "Cents the simulated provider refunded");
+}
+
+/// One payment provider call (`op`: charge or refund) and how it ended.
+pub fn gateway_call(op: &'static str, outcome: &'static str) {
+    counter!(GATEWAY_CALLS, "op" => op, "outcome" => outcome).increment(1);
+}
+
+/// The in-process simulator's ledger totals.
+#[allow(clippy::cast_precision_loss)]
+pub fn gateway_ledger(captured_cents: i64, refunded_cents: i64) {
+    metrics::gauge!(GATEWAY_CAPTURED).set(captured_cents as f64);
+    metrics::gauge!(GATEWAY_REFUNDED).set(refunded_cents as f64);
+}
+
+pub fn dead_letter() {
+    counter!(DEAD_LETTERS).increment(1);
+}
+
+pub fn saga_retry() {
+    counter!(SAGA_RETRIES).increment(1);
 }
 
 /// For the checkout queue: how many entries wait for a worker.
@@ -145,7 +188,7 @@ pub fn rate_limited() {
 
 /// The codes clients see; anything else is counted as `OTHER`, so a label never takes
 /// an unbounded set of values.
-const CODES: [&str; 10] = [
+const CODES: [&str; 11] = [
     "BAD_USER_INPUT",
     "NOT_FOUND",
     "UNAUTHENTICATED",
@@ -154,6 +197,7 @@ const CODES: [&str; 10] = [
     "CONFLICT",
     "RATE_LIMITED",
     "QUERY_TOO_COMPLEX",
+    "UNAVAILABLE",
     "INTERNAL",
     "NONE",
 ];

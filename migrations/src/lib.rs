@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_catalog;
 mod m20261122_000002_checkout;
+mod m20261130_000003_fenced_sagas;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_catalog::Migration),
             Box::new(m20261122_000002_checkout::Migration),
+            Box::new(m20261130_000003_fenced_sagas::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     SqlErr, TransactionTrait,
 };
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
@@ -35,14 +36,12 @@ fn check_text(field: &'static str, value: Option<&str>) -> AppResult<()> {
 #[tracing::instrument(skip(engine, actor, request), fields(tenant = %actor.tenant))]
 pub async fn checkout(engine: &Engine, actor: &Actor, request: Request) -> AppResult<sagas::Model> {
     let customer = actor.customer_scope(request.customer)?;
-    if let Some(existing) = by_idempotency_key(
-        &engine.db,
-        actor,
-        customer,
+    let once = Once::new(
+        "checkout",
         request.idempotency_key.as_deref(),
-    )
-    .await?
-    {
+        &[&request.fingerprint()],
+    )?;
+    if let Some(existing) = once.earlier(&engine.db, actor, customer).await? {
         return Ok(existing);
     }
     require_customer(&engine.db, actor, customer).await?;
@@ -59,17 +58,13 @@ pub async fn checkout(engine: &Engine, actor: &Actor, request: Request) -> AppRe
         .map(|i| (EntityId::from_db(i.product_id), i.quantity))
         .collect();
     let lines = priced_lines(&engine.db, actor, &wanted).await?;
-    accept(
-        engine,
-        actor,
-        customer,
-        SagaKind::Checkout,
-        request,
+    let saga = NewSagaOf {
+        kind: SagaKind::Checkout,
         lines,
-        true,
-        None,
-    )
-    .await
+        clear_cart: true,
+        cancels: None,
+    };
+    accept(engine, actor, customer, request, saga, once).await
 }
 
 /// Places an order for explicit items (the cart is left alone).
@@ -81,14 +76,16 @@ pub async fn place_order(
     items: Vec<(EntityId, Quantity)>,
 ) -> AppResult<sagas::Model> {
     let customer = actor.customer_scope(request.customer)?;
-    if let Some(existing) = by_idempotency_key(
-        &engine.db,
-        actor,
-        customer,
+    let items_text: Vec<String> = items
+        .iter()
+        .map(|(product, quantity)| format!("{product}x{}", quantity.get()))
+        .collect();
+    let once = Once::new(
+        "placeOrder",
         request.idempotency_key.as_deref(),
-    )
-    .await?
-    {
+        &[&request.fingerprint(), &items_text.join(",")],
+    )?;
+    if let Some(existing) = once.earlier(&engine.db, actor, customer).await? {
         return Ok(existing);
     }
     if items.is_empty() || items.len() > 100 {
@@ -106,21 +103,18 @@ pub async fn place_order(
     }
     let wanted: Vec<(EntityId, i32)> = merged.into_iter().collect();
     let lines = priced_lines(&engine.db, actor, &wanted).await?;
-    accept(
-        engine,
-        actor,
-        customer,
-        SagaKind::Checkout,
-        request,
+    let saga = NewSagaOf {
+        kind: SagaKind::Checkout,
         lines,
-        false,
-        None,
-    )
-    .await
+        clear_cart: false,
+        cancels: None,
+    };
+    accept(engine, actor, customer, request, saga, once).await
 }
 
-/// Cancels a completed order: a CANCEL_ORDER saga that refunds and restocks. Asking
-/// twice returns the same saga.
+/// Cancels a completed order: a CANCEL_ORDER saga that refunds and restocks. An order
+/// has at most one cancellation (a unique index): asking again, with any key or none,
+/// returns it.
 #[tracing::instrument(skip(engine, actor), fields(tenant = %actor.tenant))]
 pub async fn cancel_order(
     engine: &Engine,
@@ -140,8 +134,15 @@ pub async fn cancel_order(
             "customers may only cancel their own orders".into(),
         ));
     }
-    let key = format!("cancel-order:{order}");
-    if let Some(existing) = by_idempotency_key(&engine.db, actor, customer, Some(&key)).await? {
+    let once = Once::new(
+        "cancelOrder",
+        idempotency_key.as_deref(),
+        &[&order.to_string()],
+    )?;
+    if let Some(existing) = once.earlier(&engine.db, actor, customer).await? {
+        return Ok(existing);
+    }
+    if let Some(existing) = cancellation_of(&engine.db, found.id).await? {
         return Ok(existing);
     }
     if found.status != super::model::OrderStatus::Completed.as_str() {
@@ -159,35 +160,86 @@ pub async fn cancel_order(
         customer: Some(customer),
         payment_method: PaymentMethod::parse(&found.payment_method).unwrap_or(PaymentMethod::Card),
         payment_token: None,
-        idempotency_key: Some(idempotency_key.unwrap_or(key)),
+        idempotency_key,
     };
-    accept(
-        engine,
-        actor,
-        customer,
-        SagaKind::CancelOrder,
-        request,
+    let saga = NewSagaOf {
+        kind: SagaKind::CancelOrder,
         lines,
-        false,
-        Some(found.saga_id),
-    )
-    .await
+        clear_cart: false,
+        cancels: Some((found.id, found.saga_id)),
+    };
+    accept(engine, actor, customer, request, saga, once).await
 }
 
-async fn by_idempotency_key(
-    db: &DatabaseConnection,
-    actor: &Actor,
-    customer: EntityId,
-    key: Option<&str>,
-) -> AppResult<Option<sagas::Model>> {
-    check_text("idempotencyKey", key)?;
-    let Some(key) = key else { return Ok(None) };
+async fn cancellation_of(db: &DatabaseConnection, order: i64) -> AppResult<Option<sagas::Model>> {
     Ok(sagas::Entity::find()
-        .filter(sagas::Column::TenantId.eq(actor.tenant.as_str()))
-        .filter(sagas::Column::CustomerId.eq(customer.get()))
-        .filter(sagas::Column::IdempotencyKey.eq(key))
+        .filter(sagas::Column::CancelsOrderId.eq(order))
         .one(db)
         .await?)
+}
+
+impl Request {
+    /// What identifies the request for its idempotency key.
+    fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.customer.map(|c| c.to_string()).unwrap_or_default(),
+            self.payment_method.as_str(),
+            self.payment_token.as_deref().unwrap_or_default()
+        )
+    }
+}
+
+/// An idempotency key in its operation's namespace (`checkout:`, `placeOrder:`,
+/// `cancelOrder:`), with the digest of the request it was first used for: the same key
+/// with another request is a conflict, not a replay.
+struct Once {
+    key: Option<String>,
+    request_hash: String,
+}
+
+impl Once {
+    fn new(operation: &str, key: Option<&str>, request: &[&str]) -> AppResult<Self> {
+        check_text("idempotencyKey", key)?;
+        let mut hasher = Sha256::new();
+        hasher.update(operation.as_bytes());
+        for part in request {
+            hasher.update([0]);
+            hasher.update(part.as_bytes());
+        }
+        Ok(Self {
+            key: key.map(|key| format!("{operation}:{key}")),
+            request_hash: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// The saga an earlier request with this key made, if it was the same request.
+    async fn earlier(
+        &self,
+        db: &DatabaseConnection,
+        actor: &Actor,
+        customer: EntityId,
+    ) -> AppResult<Option<sagas::Model>> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let found = sagas::Entity::find()
+            .filter(sagas::Column::TenantId.eq(actor.tenant.as_str()))
+            .filter(sagas::Column::CustomerId.eq(customer.get()))
+            .filter(sagas::Column::IdempotencyKey.eq(key.as_str()))
+            .one(db)
+            .await?;
+        found.map(|saga| self.same_request(saga)).transpose()
+    }
+
+    fn same_request(&self, saga: sagas::Model) -> AppResult<sagas::Model> {
+        match &saga.request_hash {
+            Some(hash) if *hash != self.request_hash => Err(AppError::Conflict(
+                "this idempotencyKey was already used for a different request".into(),
+            )),
+            _ => Ok(saga),
+        }
+    }
 }
 
 async fn require_customer(db: &DatabaseConnection, actor: &Actor, id: EntityId) -> AppResult<()> {
@@ -234,53 +286,65 @@ async fn priced_lines(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What kind of saga to accept, for what.
+struct NewSagaOf {
+    kind: SagaKind,
+    lines: Vec<Line>,
+    clear_cart: bool,
+    /// For a cancellation: the order and its checkout saga.
+    cancels: Option<(i64, i64)>,
+}
+
 async fn accept(
     engine: &Engine,
     actor: &Actor,
     customer: EntityId,
-    kind: SagaKind,
     request: Request,
-    lines: Vec<Line>,
-    clear_cart: bool,
-    cancels_saga: Option<i64>,
+    of: NewSagaOf,
+    once: Once,
 ) -> AppResult<sagas::Model> {
     check_text("paymentToken", request.payment_token.as_deref())?;
     let payload = Payload {
-        lines,
+        lines: of.lines,
         payment_method: request.payment_method,
         payment_token: request.payment_token,
-        clear_cart,
-        cancels_saga,
+        clear_cart: of.clear_cart,
+        cancels_saga: of.cancels.map(|(_, saga)| saga),
     };
     let payload = serde_json::to_string(&payload)
         .map_err(|e| AppError::internal("encode saga payload", e))?;
     let row = NewSaga {
         tenant: actor.tenant.as_str().to_owned(),
-        kind,
+        kind: of.kind,
         customer: customer.get(),
         payload,
-        idempotency_key: request.idempotency_key.clone(),
+        idempotency_key: once.key.clone(),
+        request_hash: once.request_hash.clone(),
+        request_id: hex::encode(rand::random::<[u8; 16]>()),
+        cancels_order: of.cancels.map(|(order, _)| order),
     };
+    // Cancellations are rare and carry their own unique index: no group commit.
     let inserted = match &engine.intake {
-        Some(intake) => intake.write(row).await,
-        None => insert_in_transaction(&engine.db, &row).await,
+        Some(intake) if row.cancels_order.is_none() => intake.write(row.clone()).await,
+        _ => insert_in_transaction(&engine.db, &row).await,
     };
     let saga = match inserted {
         Ok(Some(saga)) => saga,
-        Ok(None) => return Err(AppError::not_found("customer", customer)),
+        Ok(None) => {
+            // Not written: the same key or the same order's cancellation got in first,
+            // or the customer is not the tenant's.
+            return match earlier_for(&engine.db, &row).await? {
+                Some(saga) => once.same_request(saga),
+                None => Err(AppError::not_found("customer", customer)),
+            };
+        }
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            // The same idempotency key raced in: the first saga wins.
-            return by_idempotency_key(
-                &engine.db,
-                actor,
-                customer,
-                request.idempotency_key.as_deref(),
-            )
-            .await?
-            .ok_or_else(|| {
-                AppError::Conflict("a request with this idempotency key is in progress".into())
-            });
+            return match earlier_for(&engine.db, &row).await? {
+                Some(saga) => once.same_request(saga),
+                None => Err(AppError::Conflict(
+                    "a request with this idempotency key is in progress".into(),
+                )),
+            };
         }
         Err(err) => return Err(err.into()),
     };
@@ -288,6 +352,25 @@ async fn accept(
     // Nobody can be subscribed to a saga that did not exist: no event, just a worker.
     engine.wake.notify_one();
     Ok(saga)
+}
+
+/// The saga that holds what `row` wanted: the same order's cancellation, or the same
+/// idempotency key's saga.
+async fn earlier_for(db: &DatabaseConnection, row: &NewSaga) -> AppResult<Option<sagas::Model>> {
+    if let Some(order) = row.cancels_order
+        && let Some(saga) = cancellation_of(db, order).await?
+    {
+        return Ok(Some(saga));
+    }
+    let Some(key) = &row.idempotency_key else {
+        return Ok(None);
+    };
+    Ok(sagas::Entity::find()
+        .filter(sagas::Column::TenantId.eq(row.tenant.as_str()))
+        .filter(sagas::Column::CustomerId.eq(row.customer))
+        .filter(sagas::Column::IdempotencyKey.eq(key.as_str()))
+        .one(db)
+        .await?)
 }
 
 /// Without the intake (SQLite): the customer check, then the saga and its steps in one
@@ -309,6 +392,9 @@ async fn insert_in_transaction(db: &DatabaseConnection, row: &NewSaga) -> Writte
         customer_id: Set(row.customer),
         payload: Set(row.payload.clone()),
         idempotency_key: Set(row.idempotency_key.clone()),
+        request_hash: Set(Some(row.request_hash.clone())),
+        request_id: Set(Some(row.request_id.clone())),
+        cancels_order_id: Set(row.cancels_order),
         attempts: Set(0),
         created_at: Set(now),
         updated_at: Set(now),

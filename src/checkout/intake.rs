@@ -3,14 +3,23 @@
 //! write them, rows and steps, in one statement and one commit, then answer each
 //! request. A request still returns only once its saga is durable; under load one
 //! commit (one WAL flush) serves many checkouts instead of one each.
+//!
+//! Exactly once: each request carries a server-made `request_id` (unique in the
+//! table) and rows go in with `ON CONFLICT DO NOTHING`. When a statement's answer is
+//! lost (a connection dropped around the commit), the writer runs it again and reads
+//! back by request id: a row that made it is found, not inserted twice. A row that
+//! meets an existing idempotency key is not inserted; the request is told so (`None`)
+//! and answers with the earlier saga.
 use super::model::{SagaKind, SagaStatus, StepStatus};
 use crate::db::entities::sagas;
 use chrono::Utc;
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, FromQueryResult, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, Statement, Value,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Sagas one statement writes at most (6 parameters each).
@@ -28,9 +37,14 @@ pub struct NewSaga {
     pub customer: i64,
     pub payload: String,
     pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub request_id: String,
+    /// For a cancellation: the order it cancels (unique).
+    pub cancels_order: Option<i64>,
 }
 
-/// `Ok(None)`: the customer does not belong to the tenant, nothing was written.
+/// `Ok(None)`: nothing was written: the customer does not belong to the tenant, or the
+/// idempotency key (or the order's cancellation) is taken.
 pub type Written = Result<Option<sagas::Model>, DbErr>;
 type Waiting = (NewSaga, oneshot::Sender<Written>);
 
@@ -70,27 +84,68 @@ async fn write_batches(db: DatabaseConnection, waiting: Arc<Mutex<mpsc::Receiver
             }
         }
         let (sagas, replies): (Vec<NewSaga>, Vec<_>) = batch.into_iter().unzip();
-        match insert(&db, &sagas).await {
+        let written = write_once(&db, &sagas).await;
+        match written {
             Ok(written) => {
                 for (reply, saga) in replies.into_iter().zip(written) {
                     let _ = reply.send(Ok(saga));
                 }
             }
-            // One row can fail the statement (an idempotency key racing in): each on
-            // its own then, so only that request gets the error.
-            Err(_) if sagas.len() > 1 => {
-                for (saga, reply) in sagas.iter().zip(replies) {
-                    let written = insert(&db, std::slice::from_ref(saga)).await;
-                    let _ = reply.send(written.map(|mut one| one.pop().flatten()));
-                }
-            }
             Err(err) => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(err));
+                let message = err.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(DbErr::Custom(message.clone())));
                 }
             }
         }
     }
+}
+
+/// Inserts `sagas`, retrying a failed statement (same request ids, so nothing lands
+/// twice), then reads back any row the insert did not return.
+async fn write_once(
+    db: &DatabaseConnection,
+    sagas: &[NewSaga],
+) -> Result<Vec<Option<sagas::Model>>, DbErr> {
+    let mut delay = Duration::from_millis(20);
+    let mut attempt = 0;
+    let mut written = loop {
+        match insert(db, sagas).await {
+            Ok(written) => break written,
+            Err(err) if attempt < 3 => {
+                tracing::warn!(error = %err, sagas = sagas.len(), "writing accepted checkouts failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    // Rows not returned: a retry found them already in (the lost answer was a
+    // commit), or an idempotency key or cancellation was taken.
+    {
+        let missing: Vec<&str> = sagas
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| w.is_none())
+            .map(|(s, _)| s.request_id.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let found: HashMap<String, sagas::Model> = sagas::Entity::find()
+                .filter(sagas::Column::RequestId.is_in(missing))
+                .all(db)
+                .await?
+                .into_iter()
+                .filter_map(|s| s.request_id.clone().map(|id| (id, s)))
+                .collect();
+            for (saga, slot) in sagas.iter().zip(written.iter_mut()) {
+                if slot.is_none() {
+                    *slot = found.get(&saga.request_id).cloned();
+                }
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Writes `sagas` (those whose customer belongs to their tenant) with their steps in
@@ -100,17 +155,20 @@ async fn insert(
     db: &DatabaseConnection,
     sagas: &[NewSaga],
 ) -> Result<Vec<Option<sagas::Model>>, DbErr> {
-    let mut values: Vec<Value> = Vec::with_capacity(sagas.len() * 5 + 1);
+    let mut values: Vec<Value> = Vec::with_capacity(sagas.len() * 7 + 1);
     let mut rows = Vec::with_capacity(sagas.len());
     for (ord, saga) in sagas.iter().enumerate() {
         let n = values.len();
         rows.push(format!(
-            "({ord}, ${}, ${}, ${}::bigint, ${}, ${})",
+            "({ord}, ${}, ${}, ${}::bigint, ${}, ${}, ${}, ${}, ${}::bigint)",
             n + 1,
             n + 2,
             n + 3,
             n + 4,
-            n + 5
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8
         ));
         values.extend([
             saga.tenant.clone().into(),
@@ -118,6 +176,9 @@ async fn insert(
             saga.customer.into(),
             saga.payload.clone().into(),
             saga.idempotency_key.clone().into(),
+            saga.request_hash.clone().into(),
+            saga.request_id.clone().into(),
+            saga.cancels_order.into(),
         ]);
     }
     values.push(Utc::now().into());
@@ -136,16 +197,19 @@ async fn insert(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH input (ord, tenant_id, kind, customer_id, payload, idempotency_key) AS (VALUES {rows}), \
+        "WITH input (ord, tenant_id, kind, customer_id, payload, idempotency_key, request_hash, \
+                     request_id, cancels_order_id) AS (VALUES {rows}), \
          numbered AS ( \
            SELECT input.*, nextval(pg_get_serial_sequence('sagas', 'id')) AS id FROM input \
            WHERE EXISTS (SELECT 1 FROM customers c \
                          WHERE c.id = input.customer_id AND c.tenant_id = input.tenant_id)), \
          saga AS ( \
            INSERT INTO sagas (id, tenant_id, kind, status, customer_id, payload, idempotency_key, \
-                              attempts, created_at, updated_at) \
-           SELECT id, tenant_id, kind, '{pending}', customer_id, payload, idempotency_key, 0, ${now}, ${now} \
+                              request_hash, request_id, cancels_order_id, attempts, created_at, updated_at) \
+           SELECT id, tenant_id, kind, '{pending}', customer_id, payload, idempotency_key, \
+                  request_hash, request_id, cancels_order_id, 0, ${now}, ${now} \
            FROM numbered ORDER BY ord \
+           ON CONFLICT DO NOTHING \
            RETURNING *), \
          steps AS ( \
            INSERT INTO saga_steps (saga_id, position, name, status, attempts) \

@@ -1,15 +1,16 @@
-//! The worker pool: each worker claims a batch of sagas and drives them to a terminal
-//! state step by step (persisting every transition before acting), publishes each
-//! transition, and invalidates the cached results the sagas changed. Checkouts move
-//! through each step together (`batch`); a saga that must be compensated, a
-//! cancellation, or a saga whose batch step kept failing continues alone.
-use super::batch::{self, Member};
+//! The worker pool. A worker only loops: claim a batch (`lease`), decide each saga's
+//! next action (`machine`), start it, run it through its step for the whole group
+//! (`steps`), persist, publish, invalidate. A group whose transaction fails is retried
+//! saga by saga, so one saga's fault cannot hold the others; a saga's own fault puts it
+//! back with a backoff, or, for a checkout step out of attempts or a permanent error,
+//! dead-letters it: compensated, then FAILED with the reason.
 use super::events::Events;
-use super::gateway::{FailureRates, Gateway};
+use super::failures::FailureRates;
+use super::gateway::PaymentGateway;
+use super::lease::{self, Claim, Lease};
 use super::machine::{Action, next_action};
 use super::model::{OrderStatus, Payload, SagaKind, SagaStatus, SagaStepName, StepStatus};
-use super::queue::{self, Claim};
-use super::steps::{self, Outcome, StepContext};
+use super::steps::{self, Ctx, Member, Outcomes, Verdict, Work};
 use crate::cache::Cache;
 use crate::db::entities::{saga_steps, sagas};
 use crate::domain::{EntityId, TenantId};
@@ -17,10 +18,9 @@ use crate::services::tags;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, SqlErr,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -32,19 +32,65 @@ pub struct Engine {
     pub events: Events,
     /// Wakes idle workers of this process when a saga is accepted here.
     pub wake: Notify,
-    pub gateway: Gateway,
+    pub gateway: Arc<dyn PaymentGateway>,
     pub failures: FailureRates,
     pub lease: Duration,
     /// Sagas a worker claims at once.
     pub batch: usize,
+    /// Attempts a checkout step gets before its saga is dead-lettered.
+    pub max_attempts: u32,
     /// Group commit for accepted sagas (PostgreSQL); `None`: one transaction each.
     pub intake: Option<super::intake::Intake>,
 }
 
 const IDLE_MIN: Duration = Duration::from_millis(10);
 const IDLE_MAX: Duration = Duration::from_millis(250);
-/// How often a worker looks for sagas whose lease expired (a dead worker's).
+/// How often a worker looks for sagas whose lease expired (a dead worker's, or put
+/// back to retry).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Actions a claimed saga goes through before it is put back: a checkout needs at
+/// most six (three steps failing at the last, two compensations, the finish).
+const ROUNDS: usize = 8;
+
+/// The wait before a saga claimed `claims` times is tried again.
+fn backoff(claims: i32) -> Duration {
+    let exponent = u32::try_from(claims.clamp(0, 7)).unwrap_or(0);
+    (Duration::from_millis(250) * 2u32.pow(exponent)).min(Duration::from_secs(30))
+}
+
+/// A constraint the data refuses will refuse it again on every retry.
+fn is_permanent(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_) | SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// A saga this worker holds, with its decoded payload.
+struct Held {
+    saga: sagas::Model,
+    payload: Payload,
+}
+
+impl Held {
+    fn kind(&self) -> SagaKind {
+        SagaKind::parse(&self.saga.kind).unwrap_or(SagaKind::Checkout)
+    }
+
+    fn member(&self) -> Member<'_> {
+        Member {
+            saga: &self.saga,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// What a group of sagas does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Next {
+    Work(Work),
+    Finish(SagaStatus),
+}
 
 impl Engine {
     pub fn spawn_workers(self: &Arc<Self>, count: usize) {
@@ -60,9 +106,9 @@ impl Engine {
         let mut last_sweep: Option<Instant> = None;
         loop {
             match self.next_batch(&mut last_sweep).await {
-                Ok(claimed) if !claimed.is_empty() => {
+                Ok((lease, claimed)) if !claimed.is_empty() => {
                     idle = IDLE_MIN;
-                    self.process_batch(worker, claimed).await;
+                    self.process_batch(worker, lease, claimed).await;
                 }
                 Ok(_) => {
                     tokio::select! {
@@ -84,255 +130,400 @@ impl Engine {
     async fn next_batch(
         &self,
         last_sweep: &mut Option<Instant>,
-    ) -> Result<Vec<sagas::Model>, DbErr> {
+    ) -> Result<(Lease, Vec<sagas::Model>), DbErr> {
         if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
             *last_sweep = Some(Instant::now());
-            let expired = queue::claim(&self.db, Claim::Expired, self.lease, self.batch).await?;
-            if !expired.is_empty() {
+            let expired = lease::claim(&self.db, Claim::Expired, self.lease, self.batch).await?;
+            if !expired.1.is_empty() {
                 return Ok(expired);
             }
         }
-        queue::claim(&self.db, Claim::Queued, self.lease, self.batch).await
+        lease::claim(&self.db, Claim::Queued, self.lease, self.batch).await
     }
 
-    /// Moves the claimed checkouts together while they can; the rest go one at a time.
-    async fn process_batch(&self, worker: usize, claimed: Vec<sagas::Model>) {
-        let mut together = Vec::new();
-        let mut alone = Vec::new();
+    /// Moves the claimed sagas on, group by group, until each is finished, put back,
+    /// or taken over by another worker.
+    async fn process_batch(&self, worker: usize, lease: Lease, claimed: Vec<sagas::Model>) {
+        let mut held = Vec::with_capacity(claimed.len());
         for saga in claimed {
-            let payload = if saga.kind == SagaKind::Checkout.as_str() {
-                serde_json::from_str::<Payload>(&saga.payload).ok()
-            } else {
-                None
-            };
-            match payload {
-                Some(payload) => together.push((saga, payload)),
-                None => alone.push(saga),
-            }
-        }
-        if let Err(err) = self.advance_together(&mut together, &mut alone).await {
-            tracing::warn!(worker, sagas = together.len(), error = %err, "a batch step failed; its sagas continue one at a time");
-        }
-        // Whatever is left (a failed batch step, or the round limit) continues alone.
-        alone.extend(together.into_iter().map(|(saga, _)| saga));
-        for saga in alone {
-            let id = saga.id;
-            if let Err(err) = self.process(saga).await {
-                // The lease expires and the saga is claimed again.
-                tracing::warn!(worker, saga = id, error = %err, "saga interrupted; it will be resumed");
-            }
-        }
-    }
-
-    /// Each round runs, for every saga in `together`, its next step, grouped by step:
-    /// one batch transaction per group. Sagas that finish leave; sagas that must be
-    /// compensated move to `alone`. On an error, every unfinished saga is left in
-    /// `together`.
-    async fn advance_together(
-        &self,
-        together: &mut Vec<(sagas::Model, Payload)>,
-        alone: &mut Vec<sagas::Model>,
-    ) -> Result<(), DbErr> {
-        // Every round moves each saga one step on or out, so the steps plus a finish
-        // bound the rounds.
-        for _ in 0..=SagaKind::Checkout.steps().len() {
-            if together.is_empty() {
-                return Ok(());
-            }
-            let ids: Vec<i64> = together.iter().map(|(saga, _)| saga.id).collect();
-            let steps = load_steps_of(&self.db, &ids).await?;
-            let mut groups: HashMap<Action, Vec<(sagas::Model, Payload)>> = HashMap::new();
-            for (saga, payload) in together.drain(..) {
-                let status = SagaStatus::parse(&saga.status).unwrap_or(SagaStatus::Running);
-                let saga_steps = steps.get(&saga.id).map_or(&[][..], Vec::as_slice);
-                match next_action(SagaKind::Checkout, status, saga_steps) {
-                    Action::Done => {}
-                    Action::Compensate(_) => alone.push(saga),
-                    action => groups.entry(action).or_default().push((saga, payload)),
-                }
-            }
-            let mut groups: Vec<_> = groups.into_iter().collect();
-            while let Some((action, group)) = groups.pop() {
-                let members: Vec<Member> = group
-                    .iter()
-                    .map(|(saga, payload)| Member { saga, payload })
-                    .collect();
-                let done = match action {
-                    Action::Run(step) => self.run_together(step, &members).await,
-                    Action::Complete => self.finish_together(&members, SagaStatus::Completed).await,
-                    _ => {
-                        self.finish_together(&members, SagaStatus::Compensated)
-                            .await
+            match serde_json::from_str::<Payload>(&saga.payload) {
+                Ok(payload) => held.push(Held { saga, payload }),
+                Err(_) => {
+                    let reason = "unreadable saga payload".to_owned();
+                    if let Err(err) = self.dead_letter(&lease, &saga, None, &reason).await {
+                        tracing::warn!(worker, saga = saga.id, error = %err, "dead-lettering failed");
                     }
-                };
-                let unfinished = matches!(action, Action::Run(_)) || done.is_err();
-                if unfinished {
-                    together.extend(group);
-                }
-                if let Err(err) = done {
-                    together.extend(groups.into_iter().flat_map(|(_, group)| group));
-                    return Err(err);
                 }
             }
         }
-        Ok(())
-    }
-
-    async fn run_together(&self, step: SagaStepName, members: &[Member<'_>]) -> Result<(), DbErr> {
-        let ids: Vec<i64> = members.iter().map(|m| m.saga.id).collect();
-        self.begin_steps(&ids, SagaStatus::Running, step, StepStatus::Running)
-            .await?;
-        let results =
-            retry(|| batch::run(&self.db, step, members, &self.gateway, &self.failures)).await?;
-        self.events.publish_many(&ids).await;
-        if step == SagaStepName::ReserveStock {
-            let reserved = members
-                .iter()
-                .filter(|m| results.succeeded.contains(&m.saga.id))
-                .map(|m| (m.saga, m.payload.stock_tags()));
-            self.invalidate(reserved).await;
+        for _ in 0..ROUNDS {
+            if held.is_empty() {
+                return;
+            }
+            match self.round(&lease, &mut held).await {
+                Ok(()) => {}
+                Err(err) => {
+                    // Reading the batch failed (the database is away): the lease
+                    // expires and the sagas are claimed again.
+                    tracing::warn!(worker, sagas = held.len(), error = %err, "a batch stopped; its sagas will be resumed");
+                    return;
+                }
+            }
         }
+        let ids: Vec<i64> = held.iter().map(|h| h.saga.id).collect();
+        if let Err(err) = lease.release(&self.db, &ids, Duration::ZERO).await {
+            tracing::warn!(worker, error = %err, "putting sagas back failed; their lease will expire");
+        }
+    }
+
+    /// One action for every held saga, grouped by action.
+    async fn round(&self, lease: &Lease, held: &mut Vec<Held>) -> Result<(), DbErr> {
+        let ids: Vec<i64> = held.iter().map(|h| h.saga.id).collect();
+        // Fresh rows under this lease: status and dead letter as committed, and only
+        // the sagas still ours.
+        let fresh: HashMap<i64, sagas::Model> = sagas::Entity::find()
+            .filter(sagas::Column::Id.is_in(ids.iter().copied()))
+            .filter(sagas::Column::Fence.eq(lease.fence))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        let steps = load_steps_of(&self.db, &ids).await?;
+        let mut groups: HashMap<Next, Vec<Held>> = HashMap::new();
+        let lost: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !fresh.contains_key(id))
+            .collect();
+        taken_over(&lost);
+        for mut h in held.drain(..) {
+            let Some(saga) = fresh.get(&h.saga.id) else {
+                continue;
+            };
+            h.saga = saga.clone();
+            let status = SagaStatus::parse(&saga.status).unwrap_or(SagaStatus::Running);
+            let saga_steps = steps.get(&saga.id).map_or(&[][..], Vec::as_slice);
+            let next = match (h.kind(), next_action(h.kind(), status, saga_steps)) {
+                (_, Action::Done) => continue,
+                (kind, Action::Run(step)) => Next::Work(Work::Run(kind, step)),
+                // A cancellation that cannot proceed is not undone: it stops, FAILED.
+                (SagaKind::CancelOrder, Action::Compensate(_) | Action::FinishCompensated) => {
+                    Next::Finish(SagaStatus::Failed)
+                }
+                (_, Action::Compensate(step)) => Next::Work(Work::Compensate(step)),
+                (_, Action::Complete) => Next::Finish(SagaStatus::Completed),
+                (_, Action::FinishCompensated) if saga.dead_lettered_at.is_some() => {
+                    Next::Finish(SagaStatus::Failed)
+                }
+                (_, Action::FinishCompensated) => Next::Finish(SagaStatus::Compensated),
+            };
+            groups.entry(next).or_default().push(h);
+        }
+        for (next, group) in groups {
+            let keep = match next {
+                Next::Work(work) => self.run_group(lease, work, &group).await,
+                Next::Finish(status) => self.finish_group(lease, status, &group).await,
+            };
+            held.extend(group.into_iter().filter(|h| keep.contains(&h.saga.id)));
+        }
+        held.sort_by_key(|h| h.saga.id);
         Ok(())
     }
 
-    async fn finish_together(
+    /// Starts `work` for the group, then runs it; on a fault, saga by saga. Returns
+    /// the sagas that stay with this worker.
+    async fn run_group(&self, lease: &Lease, work: Work, group: &[Held]) -> BTreeSet<i64> {
+        // Dead-lettered sagas stay, to be compensated in the next round.
+        let (started, mut keep) = match self.start(lease, work, group).await {
+            Ok(started) => started,
+            Err(err) => {
+                self.put_back_all(lease, group, &err.to_string()).await;
+                return BTreeSet::new();
+            }
+        };
+        let members: Vec<Member> = group
+            .iter()
+            .filter(|h| started.contains(&h.saga.id))
+            .map(Held::member)
+            .collect();
+        let ctx = Ctx {
+            db: &self.db,
+            gateway: self.gateway.as_ref(),
+            failures: &self.failures,
+            lease,
+        };
+        if members.is_empty() {
+            return keep;
+        }
+        match steps::execute(&ctx, work, &members).await {
+            Ok(outcomes) => keep.extend(self.settle(lease, work, group, outcomes).await),
+            Err(err) if members.len() == 1 => {
+                if self.fault(lease, work, group, &members[0], &err).await {
+                    keep.insert(members[0].id());
+                }
+            }
+            Err(err) => {
+                tracing::debug!(sagas = members.len(), error = %err, "a group step failed; retrying its sagas one by one");
+                for member in &members {
+                    match steps::execute(&ctx, work, std::slice::from_ref(member)).await {
+                        Ok(outcomes) => {
+                            keep.extend(self.settle(lease, work, group, outcomes).await)
+                        }
+                        Err(err) => {
+                            if self.fault(lease, work, group, member, &err).await {
+                                keep.insert(member.id());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        keep
+    }
+
+    /// Persists "this work starts now" for the group's sagas still held (one attempt
+    /// more); a checkout step already out of attempts dead-letters its saga instead.
+    /// Returns the sagas started and those dead-lettered.
+    async fn start(
         &self,
-        members: &[Member<'_>],
+        lease: &Lease,
+        work: Work,
+        group: &[Held],
+    ) -> Result<(BTreeSet<i64>, BTreeSet<i64>), DbErr> {
+        let ids: Vec<i64> = group.iter().map(|h| h.saga.id).collect();
+        let step = work.step();
+        let attempts: HashMap<i64, i32> = saga_steps::Entity::find()
+            .filter(saga_steps::Column::SagaId.is_in(ids.iter().copied()))
+            .filter(saga_steps::Column::Name.eq(step.as_str()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.saga_id, s.attempts))
+            .collect();
+        let limit = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
+        let (exhausted, ready): (Vec<&Held>, Vec<&Held>) = group.iter().partition(|h| {
+            work.gives_up() && attempts.get(&h.saga.id).copied().unwrap_or(0) >= limit
+        });
+        let mut dead = BTreeSet::new();
+        for h in exhausted {
+            let reason = format!("gave up after {limit} attempts at {}", step.as_str());
+            if self
+                .dead_letter(lease, &h.saga, Some(step), &reason)
+                .await?
+            {
+                dead.insert(h.saga.id);
+            }
+        }
+        let ids: Vec<i64> = ready.iter().map(|h| h.saga.id).collect();
+        let status = match work {
+            Work::Run(..) => SagaStatus::Running,
+            Work::Compensate(_) => SagaStatus::Compensating,
+        };
+        let (txn, held) = lease.begin(&self.db, &ids).await?;
+        let (started, lost): (Vec<i64>, Vec<i64>) =
+            ids.into_iter().partition(|id| held.contains(id));
+        taken_over(&lost);
+        if !started.is_empty() {
+            sagas::Entity::update_many()
+                .col_expr(sagas::Column::Status, Expr::value(status.as_str()))
+                .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(sagas::Column::Id.is_in(started.iter().copied()))
+                .exec(&txn)
+                .await?;
+            steps::start_steps(&txn, &started, step, work.started()).await?;
+        }
+        txn.commit().await?;
+        self.events.publish_many(&started).await;
+        self.events
+            .publish_many(&dead.iter().copied().collect::<Vec<_>>())
+            .await;
+        Ok((started.into_iter().collect(), dead))
+    }
+
+    /// Publishes what a step decided, invalidates what it changed, and puts back the
+    /// sagas whose provider answer was lost. Returns the sagas that stay.
+    async fn settle(
+        &self,
+        lease: &Lease,
+        work: Work,
+        group: &[Held],
+        outcomes: Outcomes,
+    ) -> Vec<i64> {
+        let decided: Vec<i64> = outcomes.verdicts.iter().map(|(id, _)| *id).collect();
+        self.events.publish_many(&decided).await;
+        if work.moves_stock() {
+            let moved: BTreeSet<i64> = outcomes.done().collect();
+            let changed = group
+                .iter()
+                .filter(|h| moved.contains(&h.saga.id))
+                .map(|h| (&h.saga, h.payload.stock_tags()));
+            self.invalidate(changed).await;
+        }
+        taken_over(&outcomes.lost);
+        let mut keep = Vec::new();
+        let mut unknown = Vec::new();
+        for (id, verdict) in &outcomes.verdicts {
+            match verdict {
+                Verdict::Unknown(_) => unknown.push(*id),
+                _ => keep.push(*id),
+            }
+        }
+        for h in group.iter().filter(|h| unknown.contains(&h.saga.id)) {
+            self.put_back(lease, h, "payment provider outcome unknown")
+                .await;
+        }
+        keep
+    }
+
+    /// A saga's own fault in `work`: a checkout step meeting a permanent error
+    /// dead-letters the saga (which stays, to be compensated: `true`); anything else
+    /// puts it back with a backoff.
+    async fn fault(
+        &self,
+        lease: &Lease,
+        work: Work,
+        group: &[Held],
+        member: &Member<'_>,
+        err: &DbErr,
+    ) -> bool {
+        let Some(h) = group.iter().find(|h| h.saga.id == member.id()) else {
+            return false;
+        };
+        if !(work.gives_up() && is_permanent(err)) {
+            self.put_back(lease, h, &err.to_string()).await;
+            return false;
+        }
+        tracing::warn!(saga = h.saga.id, error = %err, "permanent error; compensating the saga");
+        let reason = format!(
+            "{} cannot be done: something it refers to was removed or conflicts",
+            work.step().as_str()
+        );
+        match self
+            .dead_letter(lease, &h.saga, Some(work.step()), &reason)
+            .await
+        {
+            Ok(dead) => {
+                self.events.publish(h.saga.id).await;
+                dead
+            }
+            Err(err) => {
+                self.put_back(lease, h, &err.to_string()).await;
+                false
+            }
+        }
+    }
+
+    async fn put_back_all(&self, lease: &Lease, group: &[Held], why: &str) {
+        for h in group {
+            self.put_back(lease, h, why).await;
+        }
+    }
+
+    /// Gives a saga back to be retried after a backoff (by any worker).
+    async fn put_back(&self, lease: &Lease, h: &Held, why: &str) {
+        let wait = backoff(h.saga.attempts);
+        tracing::warn!(
+            saga = h.saga.id,
+            retry_in_ms = wait.as_millis() as u64,
+            error = why,
+            "saga step failed transiently"
+        );
+        crate::telemetry::saga_retry();
+        if let Err(err) = lease.release(&self.db, &[h.saga.id], wait).await {
+            tracing::warn!(saga = h.saga.id, error = %err, "putting the saga back failed; its lease will expire");
+        }
+    }
+
+    /// The saga gives up: marked dead (it ends FAILED once compensated), and its
+    /// current step closed so that compensation starts. A charge whose outcome may be
+    /// unknown is left to be compensated (refunded or cancelled at the provider); any
+    /// other step's effect commits with its status, so it did not happen: FAILED.
+    async fn dead_letter(
+        &self,
+        lease: &Lease,
+        saga: &sagas::Model,
+        step: Option<SagaStepName>,
+        reason: &str,
+    ) -> Result<bool, DbErr> {
+        let (txn, held) = lease.begin(&self.db, &[saga.id]).await?;
+        if !held.contains(&saga.id) {
+            return Ok(false);
+        }
+        let reason: String = reason.chars().take(500).collect();
+        let status = if step.is_some() {
+            SagaStatus::Compensating
+        } else {
+            SagaStatus::Failed
+        };
+        sagas::Entity::update_many()
+            .col_expr(sagas::Column::Status, Expr::value(status.as_str()))
+            .col_expr(sagas::Column::Error, Expr::value(reason.clone()))
+            .col_expr(sagas::Column::DeadLetteredAt, Expr::value(Utc::now()))
+            .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(sagas::Column::Id.eq(saga.id))
+            .exec(&txn)
+            .await?;
+        if let Some(step) = step {
+            let closed = if step == SagaStepName::ChargePayment {
+                StepStatus::Compensating
+            } else {
+                StepStatus::Failed
+            };
+            steps::set_steps(&txn, &[saga.id], step, closed, Some(&reason)).await?;
+        }
+        txn.commit().await?;
+        crate::telemetry::dead_letter();
+        tracing::warn!(saga = saga.id, reason, "saga dead-lettered");
+        Ok(true)
+    }
+
+    /// Ends the group's sagas in `status`; on a fault they are put back.
+    async fn finish_group(
+        &self,
+        lease: &Lease,
         status: SagaStatus,
-    ) -> Result<(), DbErr> {
-        let ids: Vec<i64> = members.iter().map(|m| m.saga.id).collect();
+        group: &[Held],
+    ) -> BTreeSet<i64> {
+        match self.finish(lease, status, group).await {
+            Ok(()) => BTreeSet::new(),
+            Err(err) => {
+                self.put_back_all(lease, group, &err.to_string()).await;
+                BTreeSet::new()
+            }
+        }
+    }
+
+    /// Ends sagas in `status` (a compensated or failed one with its first failed
+    /// step's error, unless it already carries its dead letter's reason), then drops
+    /// the cached results tagged with what each changed.
+    async fn finish(&self, lease: &Lease, status: SagaStatus, group: &[Held]) -> Result<(), DbErr> {
+        let ids: Vec<i64> = group.iter().map(|h| h.saga.id).collect();
         let errors = if status == SagaStatus::Completed {
             HashMap::new()
         } else {
             first_errors(&self.db, &ids).await?
         };
-        let finished: Vec<(&sagas::Model, Vec<String>)> = members
-            .iter()
-            .map(|m| (m.saga, m.payload.lines_tags(m.saga)))
-            .collect();
-        self.finish(&finished, status, &errors).await
-    }
-
-    #[tracing::instrument(skip(self, saga), fields(saga = saga.id, kind = %saga.kind))]
-    async fn process(&self, saga: sagas::Model) -> Result<(), DbErr> {
-        let kind = SagaKind::parse(&saga.kind).unwrap_or(SagaKind::Checkout);
-        let Ok(payload) = serde_json::from_str::<Payload>(&saga.payload) else {
-            let error = HashMap::from([(saga.id, "unreadable saga payload".to_owned())]);
-            self.finish(&[(&saga, Vec::new())], SagaStatus::Failed, &error)
-                .await?;
-            return Ok(());
-        };
-        let mut status = SagaStatus::parse(&saga.status).unwrap_or(SagaStatus::Running);
-        self.events.publish(saga.id).await;
-        loop {
-            let steps = load_steps(&self.db, saga.id).await?;
-            let action = next_action(kind, status, &steps);
-            let ctx = StepContext {
-                db: &self.db,
-                saga: &saga,
-                payload: &payload,
-                gateway: &self.gateway,
-                failures: &self.failures,
-            };
-            match action {
-                Action::Done => return Ok(()),
-                // A cancellation that cannot proceed is not undone: it stops, FAILED.
-                Action::Compensate(_) | Action::FinishCompensated
-                    if kind == SagaKind::CancelOrder =>
-                {
-                    let errors = first_errors(&self.db, &[saga.id]).await?;
-                    self.finish(
-                        &[(&saga, payload.lines_tags(&saga))],
-                        SagaStatus::Failed,
-                        &errors,
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                Action::Run(step) => {
-                    status = SagaStatus::Running;
-                    self.begin_steps(&[saga.id], status, step, StepStatus::Running)
-                        .await?;
-                    let outcome = retry(|| steps::run(&ctx, step)).await?;
-                    self.events.publish(saga.id).await;
-                    if step == SagaStepName::ReserveStock && outcome == Outcome::Succeeded {
-                        self.invalidate([(&saga, payload.stock_tags())]).await;
-                    }
-                }
-                Action::Compensate(step) => {
-                    status = SagaStatus::Compensating;
-                    self.begin_steps(&[saga.id], status, step, StepStatus::Compensating)
-                        .await?;
-                    retry(|| steps::compensate(&ctx, step)).await?;
-                    self.events.publish(saga.id).await;
-                    if step == SagaStepName::ReserveStock {
-                        self.invalidate([(&saga, payload.stock_tags())]).await;
-                    }
-                }
-                Action::Complete => {
-                    self.finish(
-                        &[(&saga, payload.lines_tags(&saga))],
-                        SagaStatus::Completed,
-                        &HashMap::new(),
-                    )
-                    .await?;
-                    return Ok(());
-                }
-                Action::FinishCompensated => {
-                    let errors = first_errors(&self.db, &[saga.id]).await?;
-                    self.finish(
-                        &[(&saga, payload.lines_tags(&saga))],
-                        SagaStatus::Compensated,
-                        &errors,
-                    )
-                    .await?;
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Persists "this step starts now" for some sagas (and extends their leases)
-    /// before it runs.
-    async fn begin_steps(
-        &self,
-        ids: &[i64],
-        status: SagaStatus,
-        step: SagaStepName,
-        step_status: StepStatus,
-    ) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
-        sagas::Entity::update_many()
-            .col_expr(sagas::Column::Status, Expr::value(status.as_str()))
-            .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
-            .col_expr(
-                sagas::Column::LeaseUntil,
-                Expr::value(queue::now_ms() + self.lease.as_millis() as i64),
-            )
-            .filter(sagas::Column::Id.is_in(ids.iter().copied()))
-            .exec(&txn)
-            .await?;
-        steps::set_steps(&txn, ids, step, step_status, None).await?;
-        txn.commit().await?;
-        self.events.publish_many(ids).await;
-        Ok(())
-    }
-
-    /// Ends sagas in `status` (with the error, if any, of each), then drops the cached
-    /// results tagged with what each changed.
-    async fn finish(
-        &self,
-        finished: &[(&sagas::Model, Vec<String>)],
-        status: SagaStatus,
-        errors: &HashMap<i64, String>,
-    ) -> Result<(), DbErr> {
         let mut by_error: BTreeMap<Option<&str>, Vec<i64>> = BTreeMap::new();
-        for (saga, _) in finished {
-            let error = errors.get(&saga.id).map(String::as_str);
-            by_error.entry(error).or_default().push(saga.id);
+        for h in group {
+            let error = match &h.saga.error {
+                Some(reason) if h.saga.dead_lettered_at.is_some() => Some(reason.as_str()),
+                _ => errors.get(&h.saga.id).map(String::as_str),
+            };
+            by_error.entry(error).or_default().push(h.saga.id);
         }
-        let txn = self.db.begin().await?;
+        let (txn, held) = lease.begin(&self.db, &ids).await?;
+        let lost: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !held.contains(id))
+            .collect();
+        taken_over(&lost);
         for (error, ids) in by_error {
+            let ids: Vec<i64> = ids.into_iter().filter(|id| held.contains(id)).collect();
+            if ids.is_empty() {
+                continue;
+            }
             let mut update = sagas::Entity::update_many()
                 .col_expr(sagas::Column::Status, Expr::value(status.as_str()))
                 .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -347,32 +538,37 @@ impl Engine {
             update.exec(&txn).await?;
         }
         if status == SagaStatus::Completed {
-            let checkouts: Vec<i64> = finished
+            let checkouts: Vec<i64> = group
                 .iter()
-                .filter(|(saga, _)| saga.kind == SagaKind::Checkout.as_str())
-                .map(|(saga, _)| saga.id)
+                .filter(|h| h.kind() == SagaKind::Checkout && held.contains(&h.saga.id))
+                .map(|h| h.saga.id)
                 .collect();
-            steps::set_orders_status(
+            steps::set_order_status(
                 &txn,
                 &checkouts,
                 OrderStatus::Completed,
-                Some(OrderStatus::Pending),
+                OrderStatus::Pending,
             )
             .await?;
         }
         txn.commit().await?;
-        let ids: Vec<i64> = finished.iter().map(|(saga, _)| saga.id).collect();
-        for _ in &ids {
+        let finished: Vec<&Held> = group.iter().filter(|h| held.contains(&h.saga.id)).collect();
+        for _ in &finished {
             crate::telemetry::saga_transition(status.as_str());
         }
+        let ids: Vec<i64> = finished.iter().map(|h| h.saga.id).collect();
         tracing::info!(
             first = ids.first(),
             sagas = ids.len(),
             status = status.as_str(),
             "sagas finished"
         );
-        self.invalidate(finished.iter().map(|(saga, tags)| (*saga, tags.clone())))
-            .await;
+        self.invalidate(
+            finished
+                .iter()
+                .map(|h| (&h.saga, h.payload.lines_tags(&h.saga))),
+        )
+        .await;
         self.events.publish_many(&ids).await;
         Ok(())
     }
@@ -419,14 +615,15 @@ impl Payload {
     }
 }
 
-async fn load_steps(
-    db: &DatabaseConnection,
-    saga: i64,
-) -> Result<Vec<(SagaStepName, StepStatus)>, DbErr> {
-    Ok(load_steps_of(db, &[saga])
-        .await?
-        .remove(&saga)
-        .unwrap_or_default())
+/// Sagas another worker claimed since this one did (this one stalled past its lease):
+/// they are its now, and nothing more is written for them here.
+fn taken_over(sagas: &[i64]) {
+    for saga in sagas {
+        tracing::info!(
+            saga,
+            "lease taken over by another worker; leaving the saga to it"
+        );
+    }
 }
 
 /// The steps of many sagas, in order, by saga.
@@ -469,24 +666,4 @@ async fn first_errors(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i6
         }
     }
     Ok(errors)
-}
-
-/// Retries transient database faults with backoff (20 ms, 80 ms, 320 ms).
-async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, DbErr>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DbErr>>,
-{
-    let mut delay = Duration::from_millis(20);
-    for _ in 0..3 {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "saga step failed transiently");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
-            }
-        }
-    }
-    attempt().await
 }

@@ -8,11 +8,18 @@ pub use statements::{StatementCounter, count_statements, current as current_stat
 use crate::config::Settings;
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
-/// Connects, counting every statement for the request that ran it.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+/// Connects, counting every statement for the request that ran it. A statement that
+/// waits longer than `statement_timeout` (a lock held by a stuck or paused process)
+/// fails instead of outlasting a saga's lease: PostgreSQL's `statement_timeout`, SQLite's
+/// busy timeout.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Duration,
+) -> anyhow::Result<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
     if is_sqlite {
         ensure_sqlite_dir(url)?;
@@ -22,6 +29,10 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
+    let millis = statement_timeout.as_millis().to_string();
+    options
+        .map_sqlx_postgres_opts(move |pg| pg.options([("statement_timeout", millis.as_str())]))
+        .map_sqlx_sqlite_opts(move |sqlite| sqlite.busy_timeout(statement_timeout));
     if is_sqlite {
         // SQLite has one writer: a single pooled connection serializes statements
         // instead of failing with SQLITE_BUSY, and keeps an in-memory database alive.
@@ -39,8 +50,40 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
     Ok(db)
 }
 
+/// A fault that passes: no pooled connection in time, a connection lost, a statement
+/// cancelled by its timeout, a lock or serialization conflict, SQLite busy.
+pub fn is_transient(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, SqlxError};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                // query_canceled, serialization_failure, deadlock_detected,
+                // lock_not_available, admin_shutdown; SQLITE_BUSY (and its extended
+                // BUSY_SNAPSHOT), SQLITE_LOCKED.
+                SqlxError::Database(db) => matches!(
+                    db.code().as_deref(),
+                    Some("57014" | "40001" | "40P01" | "55P03" | "57P01" | "5" | "517" | "6")
+                ),
+                SqlxError::Io(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed
+                | SqlxError::Protocol(_) => true,
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 pub async fn connect_with(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    connect(&settings.database_url(), settings.db_max_connections).await
+    connect(
+        &settings.database_url(),
+        settings.db_max_connections,
+        Duration::from_millis(settings.db_statement_timeout_ms),
+    )
+    .await
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {

@@ -319,7 +319,9 @@ pub async fn update_product(
     ))
 }
 
-/// Deletes a product and drops it from every cart that held it.
+/// Deletes a product and drops it from every cart that held it. A product that an
+/// unfinished checkout has reserved cannot be deleted (its order would refer to
+/// nothing): CONFLICT, deactivate it instead.
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
 pub async fn delete_product(
     db: &DatabaseConnection,
@@ -327,24 +329,65 @@ pub async fn delete_product(
     id: EntityId,
 ) -> AppResult<Changed<bool>> {
     actor.require_staff()?;
-    let result = products::Entity::delete_many()
+    let in_use = || {
+        AppError::Conflict(format!(
+            "product {id} appears in orders or in checkouts under way; deactivate it (active: false) instead"
+        ))
+    };
+    let txn = db.begin().await?;
+    // Touching the row first locks it: no reservation can take it until this ends,
+    // and one that waited finds it gone.
+    let touched = products::Entity::update_many()
+        .col_expr(products::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(products::Column::Id.eq(id.get()))
         .filter(products::Column::TenantId.eq(actor.tenant.as_str()))
-        .exec(db)
-        .await
-        .map_err(|err| match err.sql_err() {
-            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => AppError::Conflict(format!(
-                "product {id} appears in orders; deactivate it (active: false) instead"
-            )),
-            _ => AppError::from(err),
-        })?;
-    if result.rows_affected == 0 {
+        .exec(&txn)
+        .await?;
+    if touched.rows_affected == 0 {
         return Err(AppError::not_found("product", id));
     }
+    if reserved_by_unfinished_saga(&txn, id).await? {
+        return Err(in_use());
+    }
+    products::Entity::delete_many()
+        .filter(products::Column::Id.eq(id.get()))
+        .exec(&txn)
+        .await
+        .map_err(|err| match err.sql_err() {
+            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => in_use(),
+            _ => AppError::from(err),
+        })?;
+    txn.commit().await?;
     Ok(Changed::new(
         true,
         vec![tags::PRODUCTS.to_owned(), tags::product(id)],
     ))
+}
+
+async fn reserved_by_unfinished_saga(
+    txn: &sea_orm::DatabaseTransaction,
+    product: EntityId,
+) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = txn.get_database_backend();
+    let param = if backend == sea_orm::DatabaseBackend::Postgres {
+        "$1"
+    } else {
+        "?"
+    };
+    let sql = format!(
+        "SELECT 1 AS held FROM stock_movements m JOIN sagas s ON s.id = m.saga_id \
+         WHERE m.product_id = {param} AND m.kind = 'RESERVE' \
+         AND s.status NOT IN ('COMPLETED', 'COMPENSATED', 'FAILED') LIMIT 1"
+    );
+    let found = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [product.get().into()],
+        ))
+        .await?;
+    Ok(found.is_some())
 }
 
 pub async fn categories(

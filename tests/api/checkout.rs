@@ -2,7 +2,7 @@ use crate::helpers::{TestApp, error_code, spawn_app, spawn_with, tenant, test_se
 use crate::saga_helpers::*;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use shopgraph::checkout::gateway::FailureRates;
+use shopgraph::checkout::failures::FailureRates;
 use shopgraph::db::entities::{orders, payments, sagas};
 use shopgraph::services::seed::{SeedSize, generate};
 use std::collections::HashMap;

@@ -115,6 +115,11 @@ pub async fn test_settings() -> Settings {
         worker_batch_size: 64,
         saga_lease_secs: 15,
         payment_latency_ms: 0,
+        payment_ambiguous_rate: 0.0,
+        payment_gateway_url: None,
+        payment_timeout_ms: 5_000,
+        saga_max_attempts: 5,
+        db_statement_timeout_ms: 5_000,
         fail_rates: None,
     }
 }

@@ -1,10 +1,12 @@
 //! Black-box tests over a real socket. They run on SQLite + in-process cache by default,
 //! and on PostgreSQL + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set.
 mod auth;
+mod books;
 mod cache;
 mod cart;
 mod catalog;
 mod checkout;
+mod checkout_faults;
 mod helpers;
 mod http;
 mod n_plus_one;

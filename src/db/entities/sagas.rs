@@ -15,6 +15,11 @@ pub struct Model {
     pub idempotency_key: Option<String>,
     pub lease_until: Option<i64>,
     pub attempts: i32,
+    pub fence: i64,
+    pub request_id: Option<String>,
+    pub request_hash: Option<String>,
+    pub cancels_order_id: Option<i64>,
+    pub dead_lettered_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,8 +1,8 @@
-//! The simulated payment gateway and failure injection. `tok_declined` declines;
-//! `SAGA_FAIL_RATE_<STEP>` makes a step fail with that probability (as the seed's
-//! failure injection did), to exercise compensations.
+//! Failure injection: `SAGA_FAIL_RATE_<STEP>` makes a checkout step fail with that
+//! probability (as the seed's failure injection did), to exercise compensations.
 use super::model::SagaStepName;
-use std::time::Duration;
+use crate::db::entities::sagas;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Default)]
 pub struct FailureRates {
@@ -31,38 +31,30 @@ impl FailureRates {
         })
     }
 
-    pub fn should_fail(&self, step: SagaStepName) -> bool {
+    /// Whether `saga` fails `step`. The draw is decided by the saga (its request id)
+    /// and the step, not by the attempt: every attempt, by any worker, decides alike,
+    /// as a real fault would (a decision that flipped between a lost answer and its
+    /// retry could charge an order it had cancelled).
+    pub fn should_fail(&self, step: SagaStepName, saga: &sagas::Model) -> bool {
         let rate = match step {
             SagaStepName::ReserveStock => self.reserve_stock,
             SagaStepName::ChargePayment => self.charge_payment,
             SagaStepName::CreateOrder => self.create_order,
         };
-        rate > 0.0 && rand::random::<f64>() < rate
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Charge {
-    Captured,
-    Declined(String),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Gateway {
-    pub latency: Duration,
-}
-
-impl Gateway {
-    /// Decides a charge. No money moves: the payment row written in the same
-    /// transaction as the step is the record, so a retried step never charges twice.
-    pub async fn charge(&self, token: Option<&str>, amount_cents: i64) -> Charge {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        if rate <= 0.0 {
+            return false;
         }
-        match token {
-            Some("tok_declined") => Charge::Declined("payment declined by the card issuer".into()),
-            _ if amount_cents <= 0 => Charge::Declined("nothing to charge".into()),
-            _ => Charge::Captured,
+        let mut hasher = Sha256::new();
+        match &saga.request_id {
+            Some(request) => hasher.update(request.as_bytes()),
+            None => hasher.update(saga.id.to_le_bytes()),
         }
+        hasher.update(step.as_str().as_bytes());
+        let digest = hasher.finalize();
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&digest[..8]);
+        #[allow(clippy::cast_precision_loss)]
+        let draw = u64::from_le_bytes(head) as f64 / u64::MAX as f64;
+        draw < rate
     }
 }

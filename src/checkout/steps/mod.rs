@@ -1,0 +1,316 @@
+//! Each step of a saga and its compensation, written once, for a batch of sagas (a
+//! single saga is a batch of one). Running one piece of work for a batch:
+//!
+//! 1. Injected failures (`SAGA_FAIL_RATE_<STEP>`) are drawn first; those sagas fail
+//!    the step without touching anything.
+//! 2. A step that calls the payment provider asks it now, outside any transaction,
+//!    with each saga's idempotency key. An unknown answer leaves that saga's step
+//!    RUNNING: the worker asks again later with the same key.
+//! 3. One transaction fenced by the worker's lease (`Lease::begin`) applies the effect
+//!    for the sagas the lease still holds, together with their steps' new status. A
+//!    saga whose lease was taken over is left alone: the new owner decides.
+//!
+//! A step counts as done only in the state that matters (stock reserved and not
+//! released, a charge captured and not refunded), so a re-run never undoes or repeats
+//! what another decision did.
+mod charge;
+mod order;
+mod reserve;
+
+pub use order::{new_order, set_status as set_order_status};
+
+use super::failures::FailureRates;
+use super::gateway::PaymentGateway;
+use super::lease::Lease;
+use super::model::{Payload, SagaKind, SagaStepName, StepStatus};
+use crate::db::entities::{saga_steps, sagas};
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, ExprTrait, QueryFilter,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Rows per multi-row INSERT: well under either database's bind-parameter limit.
+const INSERT_CHUNK: usize = 500;
+
+/// What a worker does next for a group of sagas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Work {
+    Run(SagaKind, SagaStepName),
+    /// Undo a completed checkout step.
+    Compensate(SagaStepName),
+}
+
+impl Work {
+    pub fn step(self) -> SagaStepName {
+        match self {
+            Self::Run(_, step) | Self::Compensate(step) => step,
+        }
+    }
+
+    /// The step's status while this work is under way.
+    pub fn started(self) -> StepStatus {
+        match self {
+            Self::Run(..) => StepStatus::Running,
+            Self::Compensate(_) => StepStatus::Compensating,
+        }
+    }
+
+    fn done(self) -> StepStatus {
+        match self {
+            Self::Run(..) => StepStatus::Succeeded,
+            Self::Compensate(_) => StepStatus::Compensated,
+        }
+    }
+
+    /// Whether its attempts are bounded. Undoing (compensations, and a cancellation,
+    /// which undoes a completed checkout) retries until it is done: giving up would
+    /// leave stock taken or money held.
+    pub fn gives_up(self) -> bool {
+        matches!(self, Self::Run(SagaKind::Checkout, _))
+    }
+
+    /// Whether it moves stock, whose cached reads it then invalidates.
+    pub fn moves_stock(self) -> bool {
+        self.step() == SagaStepName::ReserveStock
+    }
+}
+
+/// A saga of the batch with its decoded payload.
+#[derive(Clone, Copy)]
+pub struct Member<'a> {
+    pub saga: &'a sagas::Model,
+    pub payload: &'a Payload,
+}
+
+impl Member<'_> {
+    pub fn id(&self) -> i64 {
+        self.saga.id
+    }
+
+    /// The checkout saga whose order, payment and stock a cancellation undoes; a
+    /// checkout's own id otherwise.
+    fn checkout(&self) -> i64 {
+        self.payload.cancels_saga.unwrap_or(self.saga.id)
+    }
+}
+
+/// How one saga's step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    /// A business failure (declined, out of stock, injected): compensate.
+    Failed(String),
+    /// The payment provider's answer was lost: ask again later with the same key.
+    Unknown(String),
+}
+
+/// What running one piece of work for a batch decided.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub verdicts: Vec<(i64, Verdict)>,
+    /// Sagas whose lease was taken over: nothing was written for them.
+    pub lost: Vec<i64>,
+}
+
+impl Outcomes {
+    pub fn done(&self) -> impl Iterator<Item = i64> + '_ {
+        self.verdicts
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Done)
+            .map(|(id, _)| *id)
+    }
+}
+
+pub struct Ctx<'a> {
+    pub db: &'a DatabaseConnection,
+    pub gateway: &'a dyn PaymentGateway,
+    pub failures: &'a FailureRates,
+    pub lease: &'a Lease,
+}
+
+/// The provider's answers for a batch, asked before the transaction opens.
+pub(super) type Answers<T> = HashMap<i64, T>;
+
+/// Runs `work` for `members`: see the module documentation.
+pub async fn execute(ctx: &Ctx<'_>, work: Work, members: &[Member<'_>]) -> Result<Outcomes, DbErr> {
+    let mut verdicts = Vec::new();
+    let mut todo = Vec::with_capacity(members.len());
+    let mut injected = HashSet::new();
+    for member in members {
+        let Work::Run(SagaKind::Checkout, step) = work else {
+            todo.push(*member);
+            continue;
+        };
+        if !ctx.failures.should_fail(step, member.saga) {
+            todo.push(*member);
+        } else if step == SagaStepName::ChargePayment {
+            // An injected charge failure still goes through the provider (`charge`):
+            // an earlier attempt's capture may have happened unheard.
+            injected.insert(member.id());
+            todo.push(*member);
+        } else {
+            verdicts.push((member.id(), Verdict::Failed(injected_failure(step))));
+        }
+    }
+    let asked = match work {
+        Work::Run(SagaKind::Checkout, SagaStepName::ChargePayment) => {
+            charge::ask_charges(ctx, &todo, &injected).await?
+        }
+        Work::Run(SagaKind::CancelOrder, SagaStepName::ChargePayment)
+        | Work::Compensate(SagaStepName::ChargePayment) => charge::ask_refunds(ctx, &todo).await?,
+        _ => charge::Asked::default(),
+    };
+    let ids: Vec<i64> = members.iter().map(Member::id).collect();
+    let (txn, held) = ctx.lease.begin(ctx.db, &ids).await?;
+    verdicts.retain(|(id, _)| held.contains(id));
+    let todo: Vec<Member> = todo
+        .into_iter()
+        .filter(|m| held.contains(&m.id()))
+        .collect();
+    let applied = match work {
+        Work::Run(SagaKind::Checkout, SagaStepName::ReserveStock) => {
+            reserve::reserve(&txn, &todo).await?
+        }
+        Work::Run(SagaKind::Checkout, SagaStepName::ChargePayment) => {
+            charge::record_charges(&txn, &todo, asked).await?
+        }
+        Work::Run(SagaKind::Checkout, SagaStepName::CreateOrder) => {
+            order::create(&txn, &todo).await?
+        }
+        Work::Run(SagaKind::CancelOrder, SagaStepName::CreateOrder) => {
+            order::cancel(&txn, &todo).await?
+        }
+        Work::Run(SagaKind::CancelOrder, SagaStepName::ChargePayment)
+        | Work::Compensate(SagaStepName::ChargePayment) => {
+            charge::record_refunds(&txn, &todo, asked).await?
+        }
+        Work::Run(SagaKind::CancelOrder, SagaStepName::ReserveStock) => {
+            reserve::restock(&txn, &todo).await?
+        }
+        Work::Compensate(SagaStepName::ReserveStock) => reserve::release(&txn, &todo).await?,
+        Work::Compensate(SagaStepName::CreateOrder) => order::void(&txn, &todo).await?,
+    };
+    verdicts.extend(applied);
+    record(&txn, work, &verdicts).await?;
+    txn.commit().await?;
+    let lost = ids.into_iter().filter(|id| !held.contains(id)).collect();
+    Ok(Outcomes { verdicts, lost })
+}
+
+fn injected_failure(step: SagaStepName) -> String {
+    format!("{} failed (injected failure)", step.as_str())
+}
+
+/// Records each saga's step status: one statement per status and reason.
+async fn record(
+    txn: &DatabaseTransaction,
+    work: Work,
+    verdicts: &[(i64, Verdict)],
+) -> Result<(), DbErr> {
+    let mut groups: BTreeMap<(StepStatus, Option<&str>), Vec<i64>> = BTreeMap::new();
+    for (saga, verdict) in verdicts {
+        let key = match verdict {
+            Verdict::Done => (work.done(), None),
+            Verdict::Failed(reason) => (StepStatus::Failed, Some(reason.as_str())),
+            Verdict::Unknown(reason) => (work.started(), Some(reason.as_str())),
+        };
+        groups.entry(key).or_default().push(*saga);
+    }
+    for ((status, error), sagas) in groups {
+        set_steps(txn, &sagas, work.step(), status, error).await?;
+    }
+    Ok(())
+}
+
+/// Starts one step (or its compensation) for many sagas, inside `conn`: one attempt more.
+pub async fn start_steps<C: ConnectionTrait>(
+    conn: &C,
+    sagas: &[i64],
+    step: SagaStepName,
+    status: StepStatus,
+) -> Result<(), DbErr> {
+    if sagas.is_empty() {
+        return Ok(());
+    }
+    saga_steps::Entity::update_many()
+        .col_expr(saga_steps::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            saga_steps::Column::Attempts,
+            Expr::col(saga_steps::Column::Attempts).add(1),
+        )
+        .col_expr(saga_steps::Column::StartedAt, Expr::value(Utc::now()))
+        .filter(saga_steps::Column::SagaId.is_in(sagas.iter().copied()))
+        .filter(saga_steps::Column::Name.eq(step.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets one step's status (and error) for many sagas at once, inside `conn`.
+pub async fn set_steps<C: ConnectionTrait>(
+    conn: &C,
+    sagas: &[i64],
+    step: SagaStepName,
+    status: StepStatus,
+    error: Option<&str>,
+) -> Result<(), DbErr> {
+    if sagas.is_empty() {
+        return Ok(());
+    }
+    let mut update = saga_steps::Entity::update_many()
+        .col_expr(saga_steps::Column::Status, Expr::value(status.as_str()))
+        .filter(saga_steps::Column::SagaId.is_in(sagas.iter().copied()))
+        .filter(saga_steps::Column::Name.eq(step.as_str()));
+    if !matches!(status, StepStatus::Running | StepStatus::Compensating) {
+        update = update.col_expr(saga_steps::Column::FinishedAt, Expr::value(Utc::now()));
+    }
+    if let Some(error) = error {
+        let error: String = error.chars().take(500).collect();
+        update = update.col_expr(saga_steps::Column::Error, Expr::value(error));
+    }
+    update.exec(conn).await?;
+    Ok(())
+}
+
+/// Inserts `rows` in multi-row statements of at most `INSERT_CHUNK` rows.
+async fn insert_all<A>(txn: &DatabaseTransaction, mut rows: Vec<A>) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait + Send,
+{
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        let chunk = std::mem::replace(&mut rows, rest);
+        A::Entity::insert_many(chunk)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Which of `ids` have a row in `E` (whose `saga` column holds the saga id) that also
+/// matches `condition`.
+async fn sagas_with<E, C>(
+    conn: &C,
+    saga: E::Column,
+    ids: impl IntoIterator<Item = i64>,
+    condition: sea_orm::Condition,
+) -> Result<HashSet<i64>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    use sea_orm::QuerySelect;
+    Ok(E::find()
+        .select_only()
+        .column(saga)
+        .filter(saga.is_in(ids))
+        .filter(condition)
+        .into_tuple::<i64>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect())
+}

@@ -1,0 +1,188 @@
+//! CREATE_ORDER (the order at the prices snapshotted at checkout, then the ordered
+//! units leave the cart), its compensation (the PENDING order is voided), and a
+//! cancellation's first step (a COMPLETED order becomes CANCELLED, once).
+use super::{Member, Verdict, insert_all, sagas_with};
+use crate::checkout::model::{OrderStatus, Payload};
+use crate::db::entities::{cart_items, order_items, orders, sagas};
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, ExprTrait,
+    QueryFilter, QuerySelect,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// The PENDING order a checkout saga creates, priced from its payload.
+pub fn new_order(
+    saga: &sagas::Model,
+    payload: &Payload,
+    now: chrono::DateTime<Utc>,
+) -> orders::ActiveModel {
+    orders::ActiveModel {
+        tenant_id: Set(saga.tenant_id.clone()),
+        customer_id: Set(saga.customer_id),
+        saga_id: Set(saga.id),
+        status: Set(OrderStatus::Pending.as_str().into()),
+        total_cents: Set(payload.total_cents()),
+        payment_method: Set(payload.payment_method.as_str().into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+}
+
+/// The orders (PENDING until their sagas complete) and their lines.
+pub(super) async fn create(
+    txn: &DatabaseTransaction,
+    members: &[Member<'_>],
+) -> Result<Vec<(i64, Verdict)>, DbErr> {
+    let verdicts = members.iter().map(|m| (m.id(), Verdict::Done)).collect();
+    let created = sagas_with::<orders::Entity, _>(
+        txn,
+        orders::Column::SagaId,
+        members.iter().map(Member::id),
+        Condition::all(),
+    )
+    .await?;
+    let todo: Vec<&Member> = members
+        .iter()
+        .filter(|m| !created.contains(&m.id()))
+        .collect();
+    if todo.is_empty() {
+        return Ok(verdicts);
+    }
+    let now = Utc::now();
+    let new_orders = todo.iter().map(|m| new_order(m.saga, m.payload, now));
+    insert_all(txn, new_orders.collect()).await?;
+    let todo_ids: Vec<i64> = todo.iter().map(|m| m.id()).collect();
+    let order_of: HashMap<i64, i64> = orders::Entity::find()
+        .select_only()
+        .columns([orders::Column::SagaId, orders::Column::Id])
+        .filter(orders::Column::SagaId.is_in(todo_ids.iter().copied()))
+        .into_tuple::<(i64, i64)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut lines = Vec::new();
+    for member in &todo {
+        let order = *order_of
+            .get(&member.id())
+            .ok_or_else(|| DbErr::Custom("an order just inserted was not found".into()))?;
+        lines.extend(
+            member
+                .payload
+                .lines
+                .iter()
+                .map(|line| order_items::ActiveModel {
+                    tenant_id: Set(member.saga.tenant_id.clone()),
+                    order_id: Set(order),
+                    product_id: Set(line.product_id),
+                    quantity: Set(line.quantity),
+                    unit_price_cents: Set(line.unit_price_cents),
+                    ..Default::default()
+                }),
+        );
+    }
+    insert_all(txn, lines).await?;
+    sagas::Entity::update_many()
+        .col_expr(
+            sagas::Column::OrderId,
+            Expr::cust("(SELECT orders.id FROM orders WHERE orders.saga_id = sagas.id)"),
+        )
+        .filter(sagas::Column::Id.is_in(todo_ids))
+        .exec(txn)
+        .await?;
+    for member in todo.iter().filter(|m| m.payload.clear_cart) {
+        take_from_cart(txn, member).await?;
+    }
+    Ok(verdicts)
+}
+
+/// Removes the ordered units from the customer's cart, and no more: units added after
+/// the checkout was accepted stay.
+async fn take_from_cart(txn: &DatabaseTransaction, member: &Member<'_>) -> Result<(), DbErr> {
+    let mut ordered: BTreeMap<i64, i32> = BTreeMap::new();
+    for line in &member.payload.lines {
+        *ordered.entry(line.product_id).or_default() += line.quantity;
+    }
+    let of_customer = || {
+        Condition::all()
+            .add(cart_items::Column::TenantId.eq(member.saga.tenant_id.as_str()))
+            .add(cart_items::Column::CustomerId.eq(member.saga.customer_id))
+    };
+    for (product, quantity) in ordered {
+        cart_items::Entity::delete_many()
+            .filter(of_customer())
+            .filter(cart_items::Column::ProductId.eq(product))
+            .filter(cart_items::Column::Quantity.lte(quantity))
+            .exec(txn)
+            .await?;
+        cart_items::Entity::update_many()
+            .col_expr(
+                cart_items::Column::Quantity,
+                Expr::col(cart_items::Column::Quantity).sub(quantity),
+            )
+            .filter(of_customer())
+            .filter(cart_items::Column::ProductId.eq(product))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Compensation: a checkout's own order, still PENDING, is voided (CANCELLED).
+pub(super) async fn void(
+    txn: &DatabaseTransaction,
+    members: &[Member<'_>],
+) -> Result<Vec<(i64, Verdict)>, DbErr> {
+    let ids: Vec<i64> = members.iter().map(Member::id).collect();
+    set_status(txn, &ids, OrderStatus::Cancelled, OrderStatus::Pending).await?;
+    Ok(ids.into_iter().map(|id| (id, Verdict::Done)).collect())
+}
+
+/// A cancellation: the checkout's order goes from COMPLETED to CANCELLED. Only one
+/// cancellation per order exists (a unique index), and this update is conditional, so
+/// an order is cancelled at most once.
+pub(super) async fn cancel(
+    txn: &DatabaseTransaction,
+    members: &[Member<'_>],
+) -> Result<Vec<(i64, Verdict)>, DbErr> {
+    let mut verdicts = Vec::with_capacity(members.len());
+    for member in members {
+        let cancelled = set_status(
+            txn,
+            &[member.checkout()],
+            OrderStatus::Cancelled,
+            OrderStatus::Completed,
+        )
+        .await?;
+        let verdict = if cancelled == 1 {
+            Verdict::Done
+        } else {
+            Verdict::Failed("the order is not completed".into())
+        };
+        verdicts.push((member.id(), verdict));
+    }
+    Ok(verdicts)
+}
+
+/// Moves the orders of `sagas` from `from` to `status`; how many moved.
+pub async fn set_status(
+    txn: &DatabaseTransaction,
+    sagas: &[i64],
+    status: OrderStatus,
+    from: OrderStatus,
+) -> Result<u64, DbErr> {
+    if sagas.is_empty() {
+        return Ok(0);
+    }
+    Ok(orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(status.as_str()))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(orders::Column::SagaId.is_in(sagas.iter().copied()))
+        .filter(orders::Column::Status.eq(from.as_str()))
+        .exec(txn)
+        .await?
+        .rows_affected)
+}
