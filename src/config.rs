@@ -9,6 +9,10 @@ use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+/// The longest TTL any setting accepts (30 days): far beyond any useful cache life,
+/// and far from overflowing a timestamp.
+pub const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AppEnv {
     Development,
@@ -497,8 +501,11 @@ impl Settings {
         if self.max_body_bytes < 1024 {
             bail!("MAX_BODY_BYTES must be at least 1024");
         }
-        if self.apq_ttl == 0 {
-            bail!("APQ_TTL must be at least 1 second");
+        if !(1..=MAX_TTL_SECS).contains(&self.apq_ttl) {
+            bail!("APQ_TTL must be between 1 and {MAX_TTL_SECS} seconds");
+        }
+        if self.cache_negative_ttl > MAX_TTL_SECS {
+            bail!("CACHE_NEGATIVE_TTL must be at most {MAX_TTL_SECS} seconds");
         }
         for raw in self.trusted_proxies.iter().filter(|p| !p.trim().is_empty()) {
             parse_proxy(raw).map_err(|e| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))?;

@@ -206,8 +206,15 @@ fn ttl_override(module: &str) -> anyhow::Result<Option<Duration>> {
         Ok(raw) => raw
             .trim()
             .parse::<u64>()
+            .ok()
+            .filter(|secs| *secs <= crate::config::MAX_TTL_SECS)
             .map(|secs| Some(Duration::from_secs(secs)))
-            .map_err(|_| anyhow::anyhow!("{name} must be a whole number of seconds, got '{raw}'")),
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{name} must be a whole number of seconds up to {}, got '{raw}'",
+                    crate::config::MAX_TTL_SECS
+                )
+            }),
         Err(_) => Ok(None),
     }
 }

@@ -188,7 +188,7 @@ pub fn rate_limited() {
 
 /// The codes clients see; anything else is counted as `OTHER`, so a label never takes
 /// an unbounded set of values.
-const CODES: [&str; 11] = [
+const CODES: [&str; 12] = [
     "BAD_USER_INPUT",
     "NOT_FOUND",
     "UNAUTHENTICATED",
@@ -197,6 +197,7 @@ const CODES: [&str; 11] = [
     "CONFLICT",
     "RATE_LIMITED",
     "QUERY_TOO_COMPLEX",
+    "GRAPHQL_VALIDATION_FAILED",
     "UNAVAILABLE",
     "INTERNAL",
     "NONE",

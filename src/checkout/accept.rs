@@ -24,6 +24,9 @@ pub struct Request {
 }
 
 fn check_text(field: &'static str, value: Option<&str>) -> AppResult<()> {
+    if let Some(value) = value {
+        crate::domain::plain_text(field, value, false)?;
+    }
     match value {
         Some(v) if v.is_empty() || v.len() > 200 => {
             Err(AppError::BadInput(format!("{field}: 1 to 200 characters")))
@@ -129,10 +132,9 @@ pub async fn cancel_order(
         .await?
         .ok_or_else(|| AppError::not_found("order", order))?;
     let customer = EntityId::from_db(found.customer_id);
+    // Another customer's order reads as missing: ids reveal nothing.
     if !principal.is_staff() && principal.customer_id() != Some(customer) {
-        return Err(AppError::Forbidden(
-            "customers may only cancel their own orders".into(),
-        ));
+        return Err(AppError::not_found("order", order));
     }
     let once = Once::new(
         "cancelOrder",

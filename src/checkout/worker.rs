@@ -179,6 +179,8 @@ impl Engine {
     /// One action for every held saga, grouped by action.
     async fn round(&self, lease: &Lease, held: &mut Vec<Held>) -> Result<(), DbErr> {
         let ids: Vec<i64> = held.iter().map(|h| h.saga.id).collect();
+        // The whole batch's lease is renewed while it is worked on.
+        lease.hold(&self.db, &ids).await?;
         // Fresh rows under this lease: status and dead letter as committed, and only
         // the sagas still ours.
         let fresh: HashMap<i64, sagas::Model> = sagas::Entity::find()
@@ -265,7 +267,16 @@ impl Engine {
             }
             Err(err) => {
                 tracing::debug!(sagas = members.len(), error = %err, "a group step failed; retrying its sagas one by one");
+                let ids: Vec<i64> = members.iter().map(Member::id).collect();
+                let mut renewed = Instant::now();
                 for member in &members {
+                    // One by one takes longer: keep the rest of the group's lease.
+                    if renewed.elapsed() > self.lease / 3 {
+                        renewed = Instant::now();
+                        if let Err(err) = lease.hold(&self.db, &ids).await {
+                            tracing::warn!(error = %err, "renewing a lease failed");
+                        }
+                    }
                     match steps::execute(&ctx, work, std::slice::from_ref(member)).await {
                         Ok(outcomes) => {
                             keep.extend(self.settle(lease, work, group, outcomes).await)

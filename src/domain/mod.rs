@@ -8,7 +8,7 @@ mod text;
 pub use ids::{EntityId, TenantId};
 pub use money::Money;
 pub use quantity::{MAX_QUANTITY, Quantity, Stock};
-pub use text::{CategoryName, Email, PersonName, ProductName, Sku, Slug, description};
+pub use text::{CategoryName, Email, PersonName, ProductName, Sku, Slug, description, plain_text};
 
 /// Why a value was refused; becomes `BAD_USER_INPUT` at the boundary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,11 +18,13 @@ impl Money {
         if normalized.scale() > 2 {
             return Err(InvalidInput::new(field, "must have at most 2 decimals"));
         }
-        let cents = (normalized * Decimal::ONE_HUNDRED)
-            .trunc()
-            .to_string()
-            .parse::<i64>()
-            .map_err(|_| InvalidInput::new(field, "is too large"))?;
+        // Checked: a Decimal near its maximum (79 228 162 514 264 337 593 543 950 335)
+        // times 100 overflows, and input must never panic.
+        let cents = normalized
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .map(|c| c.trunc().to_string())
+            .and_then(|c| c.parse::<i64>().ok())
+            .ok_or_else(|| InvalidInput::new(field, "is too large"))?;
         if cents > MAX_CENTS {
             return Err(InvalidInput::new(field, "is too large"));
         }
@@ -78,5 +80,20 @@ mod tests {
         assert!(Money::parse("price", dec("1.999")).is_err());
         assert!(Money::parse("price", dec("-1")).is_err());
         assert!(Money::parse("price", dec("99999999999")).is_err());
+    }
+
+    #[test]
+    fn the_largest_decimals_are_refused_not_panicked_on() {
+        for huge in [
+            "79228162514264337593543950335",
+            "1e28",
+            "-79228162514264337593543950335",
+        ] {
+            let value = Decimal::from_str(huge)
+                .or_else(|_| Decimal::from_scientific(huge))
+                .unwrap_or(Decimal::MAX);
+            assert!(Money::parse("price", value).is_err(), "{huge}");
+        }
+        assert!(Money::parse("price", Decimal::MAX).is_err());
     }
 }

@@ -1,6 +1,33 @@
 use super::InvalidInput;
 
+/// The one text policy, for both databases: no NUL or other control characters
+/// (PostgreSQL refuses NUL in text; SQLite would store it), except newline and tab
+/// where the field is multi-line.
+pub fn plain_text(field: &'static str, raw: &str, multiline: bool) -> Result<(), InvalidInput> {
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\t' | '\r');
+    match raw.chars().find(|&c| c.is_control() && !allowed(c)) {
+        None => Ok(()),
+        Some(c) => Err(InvalidInput::new(
+            field,
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
 fn bounded(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidInput> {
+    bounded_text(field, raw, max, false)
+}
+
+fn bounded_text(
+    field: &'static str,
+    raw: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<String, InvalidInput> {
+    plain_text(field, raw, multiline)?;
     let value = raw.trim();
     if value.is_empty() {
         return Err(InvalidInput::new(field, "must not be empty"));
@@ -142,7 +169,7 @@ impl Email {
 pub fn description(raw: Option<&str>) -> Result<Option<String>, InvalidInput> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(text) => bounded("description", text, 5_000).map(Some),
+        Some(text) => bounded_text("description", text, 5_000, true).map(Some),
     }
 }
 
@@ -178,6 +205,20 @@ mod tests {
         assert!(Email::parse("no-at-sign").is_err());
         assert!(Email::parse("a@b").is_err());
         assert!(Email::parse("a b@c.d").is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_except_line_breaks_in_descriptions() {
+        for bad in ["a\0b", "a\u{7}b", "line\nbreak", "tab\there", "a\u{9b}b"] {
+            let refused = ProductName::parse(bad);
+            assert!(
+                refused.as_ref().is_err_and(|e| e.field == "name"),
+                "{bad:?}: {refused:?}"
+            );
+        }
+        assert!(description(Some("two\nlines\tand a tab")).is_ok());
+        assert!(description(Some("nul\0")).is_err());
+        assert!(Email::parse("a\0@b.co").is_err());
     }
 
     #[test]

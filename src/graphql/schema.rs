@@ -41,7 +41,8 @@ fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
     if limits.introspection {
         builder
     } else {
-        builder.disable_introspection()
+        // "Did you mean …" would hand out the field names introspection hides.
+        builder.disable_introspection().disable_suggestions()
     }
 }
 

@@ -412,6 +412,42 @@ fn count_errors(response: &BatchResponse) {
     }
 }
 
+/// Gives every error a code a client can act on. Our resolvers set theirs; what the
+/// GraphQL engine reports itself gets one here: a value that does not coerce to its
+/// type (an argument, a variable, a scalar) is `BAD_USER_INPUT`, any other error of
+/// the document is `GRAPHQL_VALIDATION_FAILED`.
+fn code_errors(response: &mut BatchResponse) {
+    let responses = match response {
+        BatchResponse::Single(single) => std::slice::from_mut(single),
+        BatchResponse::Batch(batch) => batch.as_mut_slice(),
+    };
+    for error in responses.iter_mut().flat_map(|r| &mut r.errors) {
+        let coded = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if coded {
+            continue;
+        }
+        let message = error.message.as_str();
+        let coercion = message.starts_with("Failed to parse")
+            || message.contains("Invalid value for argument")
+            || message.contains("Invalid value for variable")
+            || (message.starts_with("Variable") && message.contains("value"));
+        let code = if coercion {
+            "BAD_USER_INPUT"
+        } else if error.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            continue;
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+}
+
 fn finish(
     response: BatchResponse,
     traces: &[Arc<CacheTrace>],
@@ -421,8 +457,9 @@ fn finish(
     format: Format,
     method: &Method,
 ) -> (Response, Option<Vec<u8>>) {
-    count_errors(&response);
     let mut response = response;
+    code_errors(&mut response);
+    count_errors(&response);
     let mut status = StatusCode::OK;
     let mut cache_control = "no-store".to_owned();
     if let BatchResponse::Single(single) = &mut response {

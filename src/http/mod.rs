@@ -4,6 +4,7 @@ mod graphql;
 mod health;
 mod idempotency;
 mod metrics;
+mod panics;
 mod playground;
 pub mod rate_limit;
 mod reject;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(playground::routes())
+        .layer(panics::layer())
         .layer(TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -60,10 +60,13 @@ pub async fn product(
     actor: &Actor,
     id: EntityId,
 ) -> AppResult<Option<products::Model>> {
-    Ok(products::Entity::find_by_id(id.get())
-        .filter(products::Column::TenantId.eq(actor.tenant.as_str()))
-        .one(db)
-        .await?)
+    let mut query = products::Entity::find_by_id(id.get())
+        .filter(products::Column::TenantId.eq(actor.tenant.as_str()));
+    // A deactivated product is staff's business: to anyone else it does not exist.
+    if !actor.is_staff() {
+        query = query.filter(products::Column::Active.eq(true));
+    }
+    Ok(query.one(db).await?)
 }
 
 /// Products by id, for the DataLoader: one statement for any number of ids.
@@ -106,6 +109,7 @@ fn filtered(actor: &Actor, filter: &ProductFilter) -> AppResult<Select<products:
         .map(str::trim)
         .filter(|t| !t.is_empty())
     {
+        crate::domain::plain_text("filter.search", term, false)?;
         if term.chars().count() > 100 {
             return Err(AppError::BadInput(
                 "filter.search: at most 100 characters".into(),

@@ -453,10 +453,10 @@ async fn cancelling_a_completed_order_refunds_and_restocks() {
     let again = app.data(Some(&token), cancel, json!({"id": order})).await;
     assert_eq!(again["cancelOrder"]["id"], cancelled["cancelOrder"]["id"]);
     let other = app.create_customer("Bruno", "bruno@example.com").await;
-    let forbidden = app
+    let hidden = app
         .gql(Some(&app.customer(other)), cancel, json!({"id": order}))
         .await;
-    assert_eq!(error_code(&forbidden), "FORBIDDEN");
+    assert_eq!(error_code(&hidden), "NOT_FOUND");
 }
 
 #[tokio::test]
@@ -474,8 +474,31 @@ async fn customers_see_only_their_own_orders_and_sagas() {
         .unwrap_or_default()
         .to_owned();
     wait_terminal(&app, &ana_token, &saga).await;
-    let theirs = app.gql(Some(&bruno_token), SAGA, json!({"id": saga})).await;
-    assert_eq!(error_code(&theirs), "FORBIDDEN");
+    // Another customer's saga reads exactly as a missing one: ids reveal nothing.
+    let theirs = app
+        .data(Some(&bruno_token), SAGA, json!({"id": saga}))
+        .await;
+    let missing = app
+        .data(Some(&bruno_token), SAGA, json!({"id": "999999"}))
+        .await;
+    assert_eq!(theirs, missing);
+    assert_eq!(theirs["saga"], Value::Null);
+    let order =
+        app.data(Some(&ana_token), SAGA, json!({"id": saga})).await["saga"]["order"]["id"].clone();
+    let order_query = "query($id: ID!) { order(id: $id) { id } }";
+    let their_order = app
+        .data(Some(&bruno_token), order_query, json!({"id": order}))
+        .await;
+    assert_eq!(their_order["order"], Value::Null);
+    let cancel = "mutation($id: ID!) { cancelOrder(id: $id) { id } }";
+    let their_cancel = app
+        .gql(Some(&bruno_token), cancel, json!({"id": order}))
+        .await;
+    let missing_cancel = app
+        .gql(Some(&bruno_token), cancel, json!({"id": "999999"}))
+        .await;
+    assert_eq!(error_code(&their_cancel), "NOT_FOUND");
+    assert_eq!(error_code(&missing_cancel), "NOT_FOUND");
     let bruno_orders = app
         .data(Some(&bruno_token), "{ orders { totalCount } }", json!({}))
         .await;

@@ -222,6 +222,7 @@ async fn a_saga_whose_order_can_no_longer_be_created_is_compensated_and_ends_fai
     })
     .await;
     let app = shop(&provider, |_| {}).await;
+    let metrics_before = crate::protection::metrics_text(&app).await;
     let product = app.create_product("INK", "Ink", "6.00", 20).await;
     let customer = app.create_customer("Di", "di@example.com").await;
     let token = app.customer(customer);
@@ -273,6 +274,10 @@ async fn a_saga_whose_order_can_no_longer_be_created_is_compensated_and_ends_fai
         )
         .await;
     assert_eq!(stats["queueStats"], json!({"failed": 1, "deadLetters": 1}));
+    let metrics_after = crate::protection::metrics_text(&app).await;
+    let dead =
+        |text: &str| crate::protection::metric(text, "shopgraph_saga_dead_letters_total", &[]);
+    assert!(dead(&metrics_after) - dead(&metrics_before) >= 1.0);
 }
 
 #[tokio::test]
@@ -608,4 +613,32 @@ async fn an_intake_written_again_after_a_lost_answer_inserts_nothing_twice() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn metrics_count_provider_calls() {
+    use crate::protection::{metric, metrics_text};
+    let app = spawn_with(test_settings().await).await;
+    let before = metrics_text(&app).await;
+    let product = app.create_product("BAG", "Bag", "12.00", 5).await;
+    let customer = app.create_customer("Gil", "gil@example.com").await;
+    let token = app.customer(customer);
+    let placed = app
+        .data(Some(&token), PLACE, place_input(&product, 1, "tok_visa"))
+        .await;
+    let saga = wait_terminal(
+        &app,
+        &token,
+        placed["placeOrder"]["id"].as_str().unwrap_or_default(),
+    )
+    .await;
+    assert_eq!(saga["status"], "COMPLETED", "{saga}");
+    let after = metrics_text(&app).await;
+    let captured = [("op", "charge"), ("outcome", "captured")];
+    assert!(
+        metric(&after, "shopgraph_gateway_calls_total", &captured)
+            - metric(&before, "shopgraph_gateway_calls_total", &captured)
+            >= 1.0
+    );
+    assert!(metric(&after, "shopgraph_gateway_captured_cents", &[]) >= 1200.0);
 }

@@ -1,5 +1,6 @@
 //! Black-box tests over a real socket. They run on SQLite + in-process cache by default,
 //! and on PostgreSQL + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set.
+mod abuse;
 mod auth;
 mod books;
 mod cache;

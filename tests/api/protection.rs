@@ -515,7 +515,7 @@ async fn cors_answers_only_the_configured_origins() {
     );
 }
 
-async fn metrics_text(app: &TestApp) -> String {
+pub async fn metrics_text(app: &TestApp) -> String {
     let response = app
         .client
         .get(app.url("/metrics"))
@@ -559,7 +559,7 @@ fn parse_sample(line: &str) -> Option<(String, HashMap<String, String>, f64)> {
 }
 
 /// The sum of the samples of `name` that carry all of `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(parse_sample)

@@ -1,0 +1,193 @@
+//! Hostile input gets a clear error, changes nothing and never panics a connection.
+use crate::helpers::{error_code, spawn_app};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_price_beyond_any_money_is_bad_user_input_not_a_dropped_connection() {
+    let app = spawn_app().await;
+    for price in [
+        json!("79228162514264337593543950335"),
+        json!(1e28),
+        json!("-79228162514264337593543950335"),
+    ] {
+        let body = app
+            .gql(
+                None,
+                "query($p: Decimal) { products(filter: {minPrice: $p}) { totalCount } }",
+                json!({"p": price}),
+            )
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{price}: {body}");
+        let created = app
+            .gql(
+                Some(&app.staff()),
+                "mutation($p: Decimal!) { createProduct(input: {sku: \"HUGE\", name: \"Huge\", price: $p, stock: 1}) { id } }",
+                json!({"p": price}),
+            )
+            .await;
+        assert_eq!(error_code(&created), "BAD_USER_INPUT", "{price}: {created}");
+    }
+    let count = app
+        .data(
+            Some(&app.staff()),
+            "{ products(filter: {includeInactive: true}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(count["products"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn control_characters_are_refused_naming_the_field_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let create = "mutation($n: String!) { createProduct(input: {sku: \"NUL-1\", name: $n, price: \"1.00\", stock: 1}) { id } }";
+    for name in ["nul\u{0}byte", "bell\u{7}", "new\nline"] {
+        let body = app
+            .gql(Some(&app.staff()), create, json!({"n": name}))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("name:"), "{message}");
+    }
+    let search = app
+        .gql(
+            None,
+            "query($s: String) { products(filter: {search: $s}) { totalCount } }",
+            json!({"s": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(error_code(&search), "BAD_USER_INPUT", "{search}");
+    let described = app
+        .gql(
+            Some(&app.staff()),
+            "mutation { createProduct(input: {sku: \"DESC-1\", name: \"Desc\", description: \"two\\nlines\", price: \"1.00\", stock: 1}) { description } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        described["data"]["createProduct"]["description"], "two\nlines",
+        "{described}"
+    );
+    let count = app
+        .data(
+            Some(&app.staff()),
+            "{ products(filter: {includeInactive: true}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(count["products"]["totalCount"], 1);
+}
+
+#[tokio::test]
+async fn values_that_do_not_coerce_carry_bad_user_input() {
+    let app = spawn_app().await;
+    let customer = app.create_customer("Hal", "hal@example.com").await;
+    let token = app.customer(customer);
+    let cases = [
+        (
+            "mutation { addToCart(productId: \"1\", quantity: 2147483648) { itemCount } }",
+            json!({}),
+        ),
+        (
+            "mutation($q: Int!) { addToCart(productId: \"1\", quantity: $q) { itemCount } }",
+            json!({"q": 2_147_483_648_i64}),
+        ),
+        ("{ products(first: \"1\") { totalCount } }", json!({})),
+        (
+            "query($f: Int) { products(first: $f) { totalCount } }",
+            json!({"f": "1"}),
+        ),
+    ];
+    for (query, variables) in cases {
+        let body = app.gql(Some(&token), query, variables).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
+    }
+    let unknown = app.gql(None, "{ noSuchField }", json!({})).await;
+    assert_eq!(
+        error_code(&unknown),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{unknown}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_not_valid_yet_is_refused() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": "staff-1", "tenant": "default", "role": "STAFF", "iat": now, "exp": now + 7200, "nbf": now + 3600});
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let body = app
+        .gql(Some(&early), "{ queueStats { queued } }", json!({}))
+        .await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+}
+
+#[tokio::test]
+async fn without_introspection_errors_suggest_no_field_names() {
+    let mut settings = crate::helpers::test_settings().await;
+    settings.introspection = false;
+    let app = crate::helpers::spawn_with(settings).await;
+    let body = app.gql(None, "{ product { nam } }", json!({})).await;
+    let text = body.to_string();
+    assert!(!text.contains("Did you mean"), "{text}");
+    let open = spawn_app().await;
+    let suggested = open
+        .gql(None, "{ products { edges { node { nam } } } }", json!({}))
+        .await;
+    assert!(
+        suggested.to_string().contains("Did you mean"),
+        "{suggested}"
+    );
+}
+
+#[tokio::test]
+async fn a_deactivated_product_does_not_exist_for_shoppers() {
+    let app = spawn_app().await;
+    let product = app.create_product("OLD", "Old", "1.00", 1).await;
+    app.data(
+        Some(&app.staff()),
+        "mutation($id: ID!) { updateProduct(id: $id, input: {active: false}) { id } }",
+        json!({"id": product}),
+    )
+    .await;
+    let query = "query($id: ID!) { product(id: $id) { id active } }";
+    let anonymous = app.data(None, query, json!({"id": product})).await;
+    assert_eq!(anonymous["product"], serde_json::Value::Null);
+    let staff = app
+        .data(Some(&app.staff()), query, json!({"id": product}))
+        .await;
+    assert_eq!(staff["product"]["active"], false);
+    // And the anonymous answer was not the staff's, cached.
+    let again = app.data(None, query, json!({"id": product})).await;
+    assert_eq!(again["product"], serde_json::Value::Null);
+}
+
+#[test]
+fn settings_beyond_sane_bounds_are_refused_at_start() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: shopgraph::config::Settings,
+    }
+    for (flag, value) in [
+        ("--saga-lease-secs", "18446744073709551615"),
+        ("--saga-lease-secs", "9999999999"),
+        ("--apq-ttl", "18446744073709551615"),
+        ("--cache-negative-ttl", "18446744073709551615"),
+        ("--db-statement-timeout-ms", "0"),
+        ("--saga-max-attempts", "0"),
+    ] {
+        let parsed = Cli::try_parse_from(["shopgraph", flag, value]);
+        let refused = match parsed {
+            Err(_) => true,
+            Ok(cli) => cli.settings.validate().is_err(),
+        };
+        assert!(refused, "{flag} {value} was accepted");
+    }
+}
