@@ -61,21 +61,25 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        for (name, column) in [
-            ("ux_sagas_request_id", Sagas::RequestId),
-            ("ux_sagas_cancels_order", Sagas::CancelsOrderId),
-        ] {
-            manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table(Sagas::Table)
-                        .col(column)
-                        .unique()
-                        .to_owned(),
-                )
-                .await?;
-        }
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_sagas_request_id")
+                    .table(Sagas::Table)
+                    .col(Sagas::RequestId)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        // Partial: only cancellations carry it, and checkouts should not pay for an
+        // index entry of NULL on every insert. Both databases read this syntax.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX ux_sagas_cancels_order ON sagas (cancels_order_id) \
+                 WHERE cancels_order_id IS NOT NULL",
+            )
+            .await?;
         Ok(())
     }
 

@@ -40,6 +40,17 @@ pub struct Lease {
     pub duration: Duration,
 }
 
+/// The terminal statuses, as an SQL list.
+fn terminal() -> String {
+    [
+        SagaStatus::Completed,
+        SagaStatus::Compensated,
+        SagaStatus::Failed,
+    ]
+    .map(|s| format!("'{}'", s.as_str()))
+    .join(", ")
+}
+
 /// Numbered placeholders for PostgreSQL, `?` for SQLite.
 fn placeholder(backend: DatabaseBackend, n: usize) -> String {
     if backend == DatabaseBackend::Postgres {
@@ -119,13 +130,13 @@ pub async fn claim(
 }
 
 impl Lease {
-    fn until(&self) -> i64 {
+    /// When a lease taken or renewed now ends (epoch milliseconds).
+    pub fn until(&self) -> i64 {
         now_ms() + millis(self.duration)
     }
 
-    /// Renews the lease of those of `ids` this lease still holds, inside `conn`, and
-    /// returns them. In a transaction, it fences the writes that follow.
-    pub async fn hold<C: ConnectionTrait>(
+    /// Renews the lease of those of `ids` this lease still holds and returns them.
+    pub async fn renew<C: ConnectionTrait>(
         &self,
         conn: &C,
         ids: &[i64],
@@ -133,15 +144,44 @@ impl Lease {
         self.set_lease_until(conn, ids, self.until()).await
     }
 
-    /// A transaction fenced by this lease, and which of `ids` it may write for.
+    /// A transaction fenced by this lease, and which of `ids` it may write for. On
+    /// PostgreSQL the held saga rows are locked (`FOR NO KEY UPDATE`, which claims'
+    /// `FOR UPDATE SKIP LOCKED` skips) without writing them, so fencing adds no dead
+    /// row versions; SQLite's fence renews the lease, which also takes the write lock
+    /// first, as every write transaction there should.
     pub async fn begin(
         &self,
         db: &DatabaseConnection,
         ids: &[i64],
     ) -> Result<(DatabaseTransaction, HashSet<i64>), DbErr> {
         let txn = db.begin().await?;
-        let held = self.hold(&txn, ids).await?;
+        let held = if txn.get_database_backend() == DatabaseBackend::Postgres {
+            self.lock(&txn, ids).await?
+        } else {
+            self.renew(&txn, ids).await?
+        };
         Ok((txn, held))
+    }
+
+    async fn lock(&self, txn: &DatabaseTransaction, ids: &[i64]) -> Result<HashSet<i64>, DbErr> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let backend = DatabaseBackend::Postgres;
+        let query = format!(
+            "SELECT id FROM sagas WHERE fence = $1 AND status NOT IN ({}) AND id IN ({}) \
+             ORDER BY id FOR NO KEY UPDATE",
+            terminal(),
+            id_list(backend, 2, ids.len()),
+        );
+        let mut values: Vec<Value> = vec![self.fence.into()];
+        values.extend(ids.iter().map(|&id| Value::from(id)));
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(backend, query, values))
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<i64>("", "id"))
+            .collect()
     }
 
     /// Gives sagas back to the queue of expired leases, to be claimed again (by any
@@ -167,18 +207,12 @@ impl Lease {
             return Ok(HashSet::new());
         }
         let backend = conn.get_database_backend();
-        let terminal = [
-            SagaStatus::Completed,
-            SagaStatus::Compensated,
-            SagaStatus::Failed,
-        ]
-        .map(|s| format!("'{}'", s.as_str()))
-        .join(", ");
         let query = format!(
             "UPDATE sagas SET lease_until = {} \
-             WHERE fence = {} AND status NOT IN ({terminal}) AND id IN ({}) RETURNING id",
+             WHERE fence = {} AND status NOT IN ({}) AND id IN ({}) RETURNING id",
             placeholder(backend, 1),
             placeholder(backend, 2),
+            terminal(),
             id_list(backend, 3, ids.len()),
         );
         let mut values: Vec<Value> = vec![until.into(), self.fence.into()];

@@ -10,7 +10,7 @@ use super::gateway::PaymentGateway;
 use super::lease::{self, Claim, Lease};
 use super::machine::{Action, next_action};
 use super::model::{OrderStatus, Payload, SagaKind, SagaStatus, SagaStepName, StepStatus};
-use super::steps::{self, Ctx, Member, Outcomes, Verdict, Work};
+use super::steps::{self, Ctx, Member, Opening, Outcomes, Verdict, Work};
 use crate::cache::Cache;
 use crate::db::entities::{saga_steps, sagas};
 use crate::domain::{EntityId, TenantId};
@@ -70,6 +70,8 @@ fn is_permanent(err: &DbErr) -> bool {
 struct Held {
     saga: sagas::Model,
     payload: Payload,
+    /// Its row changed in ways not mirrored here (it was dead-lettered): read it again.
+    stale: bool,
 }
 
 impl Held {
@@ -147,7 +149,11 @@ impl Engine {
         let mut held = Vec::with_capacity(claimed.len());
         for saga in claimed {
             match serde_json::from_str::<Payload>(&saga.payload) {
-                Ok(payload) => held.push(Held { saga, payload }),
+                Ok(payload) => held.push(Held {
+                    saga,
+                    payload,
+                    stale: false,
+                }),
                 Err(_) => {
                     let reason = "unreadable saga payload".to_owned();
                     if let Err(err) = self.dead_letter(&lease, &saga, None, &reason).await {
@@ -156,9 +162,18 @@ impl Engine {
                 }
             }
         }
+        let mut renewed = Instant::now();
         for _ in 0..ROUNDS {
             if held.is_empty() {
                 return;
+            }
+            // The whole batch's lease is renewed while it is worked on.
+            if renewed.elapsed() > self.lease / 3 {
+                renewed = Instant::now();
+                let ids: Vec<i64> = held.iter().map(|h| h.saga.id).collect();
+                if let Err(err) = lease.renew(&self.db, &ids).await {
+                    tracing::warn!(worker, error = %err, "renewing a lease failed");
+                }
             }
             match self.round(&lease, &mut held).await {
                 Ok(()) => {}
@@ -179,34 +194,46 @@ impl Engine {
     /// One action for every held saga, grouped by action.
     async fn round(&self, lease: &Lease, held: &mut Vec<Held>) -> Result<(), DbErr> {
         let ids: Vec<i64> = held.iter().map(|h| h.saga.id).collect();
-        // The whole batch's lease is renewed while it is worked on.
-        lease.hold(&self.db, &ids).await?;
-        // Fresh rows under this lease: status and dead letter as committed, and only
-        // the sagas still ours.
-        let fresh: HashMap<i64, sagas::Model> = sagas::Entity::find()
-            .filter(sagas::Column::Id.is_in(ids.iter().copied()))
-            .filter(sagas::Column::Fence.eq(lease.fence))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect();
-        let steps = load_steps_of(&self.db, &ids).await?;
-        let mut groups: HashMap<Next, Vec<Held>> = HashMap::new();
-        let lost: Vec<i64> = ids
+        // Rows this worker's writes do not mirror, read again under this lease (a saga
+        // taken over meanwhile is not found: it is left to its new owner).
+        let stale: Vec<i64> = held.iter().filter(|h| h.stale).map(|h| h.saga.id).collect();
+        let fresh: HashMap<i64, sagas::Model> = if stale.is_empty() {
+            HashMap::new()
+        } else {
+            sagas::Entity::find()
+                .filter(sagas::Column::Id.is_in(stale.iter().copied()))
+                .filter(sagas::Column::Fence.eq(lease.fence))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s))
+                .collect()
+        };
+        let lost: Vec<i64> = stale
             .iter()
             .copied()
             .filter(|id| !fresh.contains_key(id))
             .collect();
         taken_over(&lost);
+        let steps = load_steps_of(&self.db, &ids).await?;
+        let mut groups: HashMap<Next, Vec<Held>> = HashMap::new();
+        let mut attempts: HashMap<i64, i32> = HashMap::new();
         for mut h in held.drain(..) {
-            let Some(saga) = fresh.get(&h.saga.id) else {
-                continue;
-            };
-            h.saga = saga.clone();
+            if h.stale {
+                let Some(saga) = fresh.get(&h.saga.id) else {
+                    continue;
+                };
+                h.saga = saga.clone();
+                h.stale = false;
+            }
+            let saga = &h.saga;
             let status = SagaStatus::parse(&saga.status).unwrap_or(SagaStatus::Running);
-            let saga_steps = steps.get(&saga.id).map_or(&[][..], Vec::as_slice);
-            let next = match (h.kind(), next_action(h.kind(), status, saga_steps)) {
+            let rows = steps.get(&saga.id).map_or(&[][..], Vec::as_slice);
+            let saga_steps: Vec<(SagaStepName, StepStatus)> = rows
+                .iter()
+                .map(|(name, status, _)| (*name, *status))
+                .collect();
+            let next = match (h.kind(), next_action(h.kind(), status, &saga_steps)) {
                 (_, Action::Done) => continue,
                 (kind, Action::Run(step)) => Next::Work(Work::Run(kind, step)),
                 // A cancellation that cannot proceed is not undone: it stops, FAILED.
@@ -220,49 +247,106 @@ impl Engine {
                 }
                 (_, Action::FinishCompensated) => Next::Finish(SagaStatus::Compensated),
             };
+            if let Next::Work(work) = next {
+                let tried = rows.iter().find(|(name, ..)| *name == work.step());
+                attempts.insert(saga.id, tried.map_or(0, |(.., attempts)| *attempts));
+            }
             groups.entry(next).or_default().push(h);
         }
         for (next, group) in groups {
-            let keep = match next {
-                Next::Work(work) => self.run_group(lease, work, &group).await,
-                Next::Finish(status) => self.finish_group(lease, status, &group).await,
+            let (keep, dead) = match next {
+                Next::Work(work) => self.run_group(lease, work, &group, &attempts).await,
+                Next::Finish(status) => (
+                    self.finish_group(lease, status, &group).await,
+                    BTreeSet::new(),
+                ),
             };
-            held.extend(group.into_iter().filter(|h| keep.contains(&h.saga.id)));
+            let status = match next {
+                Next::Work(Work::Compensate(_)) => SagaStatus::Compensating,
+                _ => SagaStatus::Running,
+            };
+            for mut h in group.into_iter().filter(|h| keep.contains(&h.saga.id)) {
+                h.saga.status = status.as_str().to_owned();
+                h.stale = dead.contains(&h.saga.id);
+                held.push(h);
+            }
         }
         held.sort_by_key(|h| h.saga.id);
         Ok(())
     }
 
-    /// Starts `work` for the group, then runs it; on a fault, saga by saga. Returns
-    /// the sagas that stay with this worker.
-    async fn run_group(&self, lease: &Lease, work: Work, group: &[Held]) -> BTreeSet<i64> {
-        // Dead-lettered sagas stay, to be compensated in the next round.
-        let (started, mut keep) = match self.start(lease, work, group).await {
-            Ok(started) => started,
+    /// Runs `work` for the group (after recording its intent, when it calls the payment
+    /// provider); on a fault, saga by saga. A checkout step already out of attempts
+    /// dead-letters its saga instead. Returns the sagas that stay with this worker, and
+    /// which of them were dead-lettered (they stay, to be compensated next round).
+    async fn run_group(
+        &self,
+        lease: &Lease,
+        work: Work,
+        group: &[Held],
+        attempts: &HashMap<i64, i32>,
+    ) -> (BTreeSet<i64>, BTreeSet<i64>) {
+        let (ready, mut dead) = match self.give_up_exhausted(lease, work, group, attempts).await {
+            Ok(split) => split,
             Err(err) => {
-                self.put_back_all(lease, group, &err.to_string()).await;
-                return BTreeSet::new();
+                self.put_back_all(lease, group, &err.to_string(), None)
+                    .await;
+                return (BTreeSet::new(), BTreeSet::new());
             }
         };
-        let members: Vec<Member> = group
+        let mut keep = dead.clone();
+        // Only sagas whose status changes are written: every write of a saga row is a
+        // row version PostgreSQL must vacuum, and the queue is scanned through them.
+        let changing: Vec<i64> = ready
             .iter()
-            .filter(|h| started.contains(&h.saga.id))
-            .map(Held::member)
+            .filter(|h| h.saga.status != work.saga_status().as_str())
+            .map(|h| h.saga.id)
             .collect();
+        let opening = Opening {
+            changing: &changing,
+        };
+        let (ready, opening) = if work.asks_provider() {
+            match self.record_intent(lease, work, &ready, &changing).await {
+                Ok(started) => (
+                    ready
+                        .into_iter()
+                        .filter(|h| started.contains(&h.saga.id))
+                        .collect(),
+                    None,
+                ),
+                Err(err) => {
+                    for h in ready {
+                        self.put_back(lease, h, &err.to_string(), Some(work.step()))
+                            .await;
+                    }
+                    return (keep, dead);
+                }
+            }
+        } else {
+            (ready, Some(&opening))
+        };
+        let members: Vec<Member> = ready.iter().map(|h| h.member()).collect();
+        if members.is_empty() {
+            return (keep, dead);
+        }
         let ctx = Ctx {
             db: &self.db,
             gateway: self.gateway.as_ref(),
             failures: &self.failures,
             lease,
         };
-        if members.is_empty() {
-            return keep;
-        }
-        match steps::execute(&ctx, work, &members).await {
+        // What a fault leaves uncounted: the attempt, when it was to be counted with
+        // the effect that rolled back.
+        let uncounted = opening.is_some().then_some(work.step());
+        match steps::execute(&ctx, work, &members, opening).await {
             Ok(outcomes) => keep.extend(self.settle(lease, work, group, outcomes).await),
             Err(err) if members.len() == 1 => {
-                if self.fault(lease, work, group, &members[0], &err).await {
+                if self
+                    .fault(lease, work, group, &members[0], &err, uncounted)
+                    .await
+                {
                     keep.insert(members[0].id());
+                    dead.insert(members[0].id());
                 }
             }
             Err(err) => {
@@ -273,45 +357,41 @@ impl Engine {
                     // One by one takes longer: keep the rest of the group's lease.
                     if renewed.elapsed() > self.lease / 3 {
                         renewed = Instant::now();
-                        if let Err(err) = lease.hold(&self.db, &ids).await {
+                        if let Err(err) = lease.renew(&self.db, &ids).await {
                             tracing::warn!(error = %err, "renewing a lease failed");
                         }
                     }
-                    match steps::execute(&ctx, work, std::slice::from_ref(member)).await {
+                    let one = std::slice::from_ref(member);
+                    match steps::execute(&ctx, work, one, opening).await {
                         Ok(outcomes) => {
                             keep.extend(self.settle(lease, work, group, outcomes).await)
                         }
                         Err(err) => {
-                            if self.fault(lease, work, group, member, &err).await {
+                            if self
+                                .fault(lease, work, group, member, &err, uncounted)
+                                .await
+                            {
                                 keep.insert(member.id());
+                                dead.insert(member.id());
                             }
                         }
                     }
                 }
             }
         }
-        keep
+        (keep, dead)
     }
 
-    /// Persists "this work starts now" for the group's sagas still held (one attempt
-    /// more); a checkout step already out of attempts dead-letters its saga instead.
-    /// Returns the sagas started and those dead-lettered.
-    async fn start(
+    /// Dead-letters the group's sagas whose checkout step is out of attempts; returns
+    /// the others, and those dead-lettered.
+    async fn give_up_exhausted<'g>(
         &self,
         lease: &Lease,
         work: Work,
-        group: &[Held],
-    ) -> Result<(BTreeSet<i64>, BTreeSet<i64>), DbErr> {
-        let ids: Vec<i64> = group.iter().map(|h| h.saga.id).collect();
+        group: &'g [Held],
+        attempts: &HashMap<i64, i32>,
+    ) -> Result<(Vec<&'g Held>, BTreeSet<i64>), DbErr> {
         let step = work.step();
-        let attempts: HashMap<i64, i32> = saga_steps::Entity::find()
-            .filter(saga_steps::Column::SagaId.is_in(ids.iter().copied()))
-            .filter(saga_steps::Column::Name.eq(step.as_str()))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|s| (s.saga_id, s.attempts))
-            .collect();
         let limit = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
         let (exhausted, ready): (Vec<&Held>, Vec<&Held>) = group.iter().partition(|h| {
             work.gives_up() && attempts.get(&h.saga.id).copied().unwrap_or(0) >= limit
@@ -326,30 +406,51 @@ impl Engine {
                 dead.insert(h.saga.id);
             }
         }
+        if !dead.is_empty() {
+            self.events
+                .publish_many(&dead.iter().copied().collect::<Vec<_>>())
+                .await;
+        }
+        Ok((ready, dead))
+    }
+
+    /// Before a call to the payment provider: "this step runs now" (one attempt more)
+    /// commits for the sagas still held, so that a crash after the call leaves a saga
+    /// whose next worker asks again with the same key. Returns the sagas started.
+    async fn record_intent(
+        &self,
+        lease: &Lease,
+        work: Work,
+        ready: &[&Held],
+        changing: &[i64],
+    ) -> Result<BTreeSet<i64>, DbErr> {
         let ids: Vec<i64> = ready.iter().map(|h| h.saga.id).collect();
-        let status = match work {
-            Work::Run(..) => SagaStatus::Running,
-            Work::Compensate(_) => SagaStatus::Compensating,
-        };
         let (txn, held) = lease.begin(&self.db, &ids).await?;
         let (started, lost): (Vec<i64>, Vec<i64>) =
             ids.into_iter().partition(|id| held.contains(id));
         taken_over(&lost);
-        if !started.is_empty() {
+        let changing: Vec<i64> = changing
+            .iter()
+            .copied()
+            .filter(|id| held.contains(id))
+            .collect();
+        if !changing.is_empty() {
             sagas::Entity::update_many()
-                .col_expr(sagas::Column::Status, Expr::value(status.as_str()))
+                .col_expr(
+                    sagas::Column::Status,
+                    Expr::value(work.saga_status().as_str()),
+                )
                 .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
-                .filter(sagas::Column::Id.is_in(started.iter().copied()))
+                .col_expr(sagas::Column::LeaseUntil, Expr::value(lease.until()))
+                .filter(sagas::Column::Id.is_in(changing))
                 .exec(&txn)
                 .await?;
-            steps::start_steps(&txn, &started, step, work.started()).await?;
         }
+        steps::count_attempts(&txn, &started, work.step()).await?;
+        steps::set_steps(&txn, &started, work.step(), work.started(), None).await?;
         txn.commit().await?;
         self.events.publish_many(&started).await;
-        self.events
-            .publish_many(&dead.iter().copied().collect::<Vec<_>>())
-            .await;
-        Ok((started.into_iter().collect(), dead))
+        Ok(started.into_iter().collect())
     }
 
     /// Publishes what a step decided, invalidates what it changed, and puts back the
@@ -381,7 +482,7 @@ impl Engine {
             }
         }
         for h in group.iter().filter(|h| unknown.contains(&h.saga.id)) {
-            self.put_back(lease, h, "payment provider outcome unknown")
+            self.put_back(lease, h, "payment provider outcome unknown", None)
                 .await;
         }
         keep
@@ -397,15 +498,21 @@ impl Engine {
         group: &[Held],
         member: &Member<'_>,
         err: &DbErr,
+        uncounted: Option<SagaStepName>,
     ) -> bool {
         let Some(h) = group.iter().find(|h| h.saga.id == member.id()) else {
             return false;
         };
         if !(work.gives_up() && is_permanent(err)) {
-            self.put_back(lease, h, &err.to_string()).await;
+            self.put_back(lease, h, &err.to_string(), uncounted).await;
             return false;
         }
         tracing::warn!(saga = h.saga.id, error = %err, "permanent error; compensating the saga");
+        if let Some(step) = uncounted
+            && let Err(err) = steps::count_attempts(&self.db, &[h.saga.id], step).await
+        {
+            tracing::warn!(saga = h.saga.id, error = %err, "counting a failed attempt failed");
+        }
         let reason = format!(
             "{} cannot be done: something it refers to was removed or conflicts",
             work.step().as_str()
@@ -419,20 +526,27 @@ impl Engine {
                 dead
             }
             Err(err) => {
-                self.put_back(lease, h, &err.to_string()).await;
+                self.put_back(lease, h, &err.to_string(), uncounted).await;
                 false
             }
         }
     }
 
-    async fn put_back_all(&self, lease: &Lease, group: &[Held], why: &str) {
+    async fn put_back_all(
+        &self,
+        lease: &Lease,
+        group: &[Held],
+        why: &str,
+        uncounted: Option<SagaStepName>,
+    ) {
         for h in group {
-            self.put_back(lease, h, why).await;
+            self.put_back(lease, h, why, uncounted).await;
         }
     }
 
-    /// Gives a saga back to be retried after a backoff (by any worker).
-    async fn put_back(&self, lease: &Lease, h: &Held, why: &str) {
+    /// Gives a saga back to be retried after a backoff (by any worker), counting the
+    /// attempt at `uncounted` that the fault rolled back.
+    async fn put_back(&self, lease: &Lease, h: &Held, why: &str, uncounted: Option<SagaStepName>) {
         let wait = backoff(h.saga.attempts);
         tracing::warn!(
             saga = h.saga.id,
@@ -441,6 +555,11 @@ impl Engine {
             "saga step failed transiently"
         );
         crate::telemetry::saga_retry();
+        if let Some(step) = uncounted
+            && let Err(err) = steps::count_attempts(&self.db, &[h.saga.id], step).await
+        {
+            tracing::warn!(saga = h.saga.id, error = %err, "counting a failed attempt failed");
+        }
         if let Err(err) = lease.release(&self.db, &[h.saga.id], wait).await {
             tracing::warn!(saga = h.saga.id, error = %err, "putting the saga back failed; its lease will expire");
         }
@@ -499,7 +618,8 @@ impl Engine {
         match self.finish(lease, status, group).await {
             Ok(()) => BTreeSet::new(),
             Err(err) => {
-                self.put_back_all(lease, group, &err.to_string()).await;
+                self.put_back_all(lease, group, &err.to_string(), None)
+                    .await;
                 BTreeSet::new()
             }
         }
@@ -637,24 +757,27 @@ fn taken_over(sagas: &[i64]) {
     }
 }
 
-/// The steps of many sagas, in order, by saga.
+/// The steps of many sagas, in order, by saga: name, status, attempts.
 async fn load_steps_of(
     db: &DatabaseConnection,
     ids: &[i64],
-) -> Result<HashMap<i64, Vec<(SagaStepName, StepStatus)>>, DbErr> {
+) -> Result<HashMap<i64, Vec<(SagaStepName, StepStatus, i32)>>, DbErr> {
     let rows = saga_steps::Entity::find()
         .filter(saga_steps::Column::SagaId.is_in(ids.iter().copied()))
         .order_by_asc(saga_steps::Column::SagaId)
         .order_by_asc(saga_steps::Column::Position)
         .all(db)
         .await?;
-    let mut steps: HashMap<i64, Vec<(SagaStepName, StepStatus)>> = HashMap::new();
+    let mut steps: HashMap<i64, Vec<(SagaStepName, StepStatus, i32)>> = HashMap::new();
     for row in rows {
         if let (Some(name), Some(status)) = (
             SagaStepName::parse(&row.name),
             StepStatus::parse(&row.status),
         ) {
-            steps.entry(row.saga_id).or_default().push((name, status));
+            steps
+                .entry(row.saga_id)
+                .or_default()
+                .push((name, status, row.attempts));
         }
     }
     Ok(steps)

@@ -83,11 +83,18 @@ impl OperationTrace {
     }
 }
 
+/// What a field that runs its own query costs besides its items: a list asked for
+/// zero items still runs SQL, so 300 copies of `products(first: 0)` (or aliases of it)
+/// cost what they run.
+pub const QUERY_COST: usize = 20;
+
 /// The complexity of a list field: its items' complexity times how many it may return
-/// (`first`/`limit`, or the default when omitted), plus one for the field itself.
+/// (`first`/`limit`, or the default when omitted), plus its own query.
 pub fn weighted(count: Option<i32>, default: i32, child_complexity: usize) -> usize {
     let count = usize::try_from(count.unwrap_or(default)).unwrap_or(0);
-    count.saturating_mul(child_complexity).saturating_add(1)
+    count
+        .saturating_mul(child_complexity)
+        .saturating_add(QUERY_COST)
 }
 
 fn coded(message: impl Into<String>, code: &'static str) -> ServerError {

@@ -21,6 +21,12 @@ struct Size {
     nest: usize,
 }
 
+/// Directives one field (or fragment) may carry: `@include`, `@skip` and a few more
+/// are all a client needs; a thousand unknown ones would each cost an error.
+pub const MAX_DIRECTIVES_PER_FIELD: usize = 4;
+/// Directives a whole document may carry, each fragment counted once.
+pub const MAX_DIRECTIVES: usize = 50;
+
 impl Size {
     fn add(&mut self, other: Self) {
         self.fields = self.fields.saturating_add(other.fields);
@@ -40,11 +46,28 @@ struct Walker<'a> {
     doc: &'a ExecutableDocument,
     fragments: HashMap<&'a str, Memo>,
     max_nest: usize,
+    /// Directives seen, each written directive once (fragments are measured once).
+    directives: usize,
 }
 
 impl<'a> Walker<'a> {
     fn too_deep() -> ServerError {
         too_complex("the document is nested too deeply")
+    }
+
+    fn directives(&mut self, count: usize) -> ServerResult<()> {
+        if count > MAX_DIRECTIVES_PER_FIELD {
+            return Err(too_complex(format!(
+                "a field carries {count} directives; the limit is {MAX_DIRECTIVES_PER_FIELD}"
+            )));
+        }
+        self.directives = self.directives.saturating_add(count);
+        if self.directives > MAX_DIRECTIVES {
+            return Err(too_complex(format!(
+                "the document carries more than {MAX_DIRECTIVES} directives"
+            )));
+        }
+        Ok(())
     }
 
     fn selection_set(&mut self, set: &'a SelectionSet, level: usize) -> ServerResult<Size> {
@@ -55,6 +78,7 @@ impl<'a> Walker<'a> {
         for selection in &set.items {
             let size = match &selection.node {
                 Selection::Field(field) => {
+                    self.directives(field.node.directives.len())?;
                     let children = &field.node.selection_set.node;
                     let child = if children.items.is_empty() {
                         Size::default()
@@ -74,6 +98,7 @@ impl<'a> Walker<'a> {
                     }
                 }
                 Selection::InlineFragment(inline) => {
+                    self.directives(inline.node.directives.len())?;
                     let inner = self.selection_set(&inline.node.selection_set.node, level + 1)?;
                     Size {
                         nest: inner.nest + 1,
@@ -81,6 +106,7 @@ impl<'a> Walker<'a> {
                     }
                 }
                 Selection::FragmentSpread(spread) => {
+                    self.directives(spread.node.directives.len())?;
                     let inner = self.fragment(spread.node.fragment_name.node.as_str(), level)?;
                     Size {
                         nest: inner.nest + 1,
@@ -111,6 +137,7 @@ impl<'a> Walker<'a> {
             return Ok(Size::default());
         };
         self.fragments.insert(name, Memo::Measuring);
+        self.directives(definition.node.directives.len())?;
         let size = self.selection_set(&definition.node.selection_set.node, level + 1)?;
         self.fragments.insert(name, Memo::Done(size));
         Ok(size)
@@ -126,6 +153,7 @@ pub fn check(doc: &ExecutableDocument, limits: &Limits) -> ServerResult<()> {
         doc,
         fragments: HashMap::new(),
         max_nest: limits.nesting(),
+        directives: 0,
     };
     // Every fragment, used or not, so that no cycle escapes.
     for name in doc.fragments.keys() {
@@ -133,6 +161,7 @@ pub fn check(doc: &ExecutableDocument, limits: &Limits) -> ServerResult<()> {
     }
     let mut aliases = 0usize;
     for (_, operation) in doc.operations.iter() {
+        walker.directives(operation.node.directives.len())?;
         let size = walker.selection_set(&operation.node.selection_set.node, 0)?;
         if size.depth > limits.depth {
             return Err(too_complex(format!(
@@ -227,6 +256,17 @@ mod tests {
             ));
         }
         assert!(refused(&query).contains("fields once its fragments are expanded"));
+    }
+
+    #[test]
+    fn directives_are_bounded_per_field_and_per_document() {
+        let many = "@aa ".repeat(1000);
+        assert!(refused(&format!("{{ __typename {many} }}")).contains("1000 directives"));
+        let spread: String = (0..60)
+            .map(|i| format!("f{i}: __typename @include(if: true) "))
+            .collect();
+        assert!(refused(&format!("{{ {spread} }}")).contains("directives"));
+        assert!(measure("{ __typename @include(if: true) @skip(if: false) }").is_ok());
     }
 
     #[test]

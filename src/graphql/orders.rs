@@ -57,6 +57,7 @@ impl OrdersQuery {
     }
 
     /// The caller's orders; STAFF/ADMIN see all and may filter by customer.
+    #[graphql(complexity = "super::limits::weighted(first, 20, child_complexity)")]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -82,6 +83,7 @@ impl OrdersQuery {
     }
 
     /// STAFF/ADMIN.
+    #[graphql(complexity = "super::limits::weighted(first, 20, child_complexity)")]
     async fn sagas(
         &self,
         ctx: &Context<'_>,

@@ -113,6 +113,7 @@ pub struct StatsQuery;
 #[Object]
 impl StatsQuery {
     /// The most purchased products by units, from completed orders.
+    #[graphql(complexity = "super::limits::weighted(limit, 10, child_complexity)")]
     async fn top_products(
         &self,
         ctx: &Context<'_>,

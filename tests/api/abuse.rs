@@ -191,3 +191,68 @@ fn settings_beyond_sane_bounds_are_refused_at_start() {
         assert!(refused, "{flag} {value} was accepted");
     }
 }
+
+fn too_complex(body: &serde_json::Value) {
+    assert_eq!(error_code(body), "QUERY_TOO_COMPLEX", "{body}");
+}
+
+#[tokio::test]
+async fn every_list_and_every_duplicate_is_priced() {
+    let app = spawn_app().await;
+    let customer = app.create_customer("Ivy", "ivy@example.com").await;
+    let token = app.customer(customer);
+    let nested_lists = "{ topProducts(limit: 100) { product { category { products(first: 100) { edges { node { id name sku description } } } } } } }";
+    too_complex(&app.gql(None, nested_lists, json!({})).await);
+    let orders = "{ orders(first: 100) { edges { node { items { product { category { products(first: 100) { edges { node { id } } } } } } } } } }";
+    too_complex(&app.gql(Some(&token), orders, json!({})).await);
+    let sagas = "{ sagas(first: 100) { edges { node { order { items { product { category { products(first: 50) { edges { node { id } } } } } } } } } } }";
+    too_complex(&app.gql(Some(&app.staff()), sagas, json!({})).await);
+    let own = "query($c: ID!) { customer(id: $c) { orders(first: 100) { edges { node { items { product { category { products(first: 100) { totalCount } } } } } } } } }";
+    too_complex(
+        &app.gql(Some(&token), own, json!({"c": customer.to_string()}))
+            .await,
+    );
+    // The same field 300 times (no aliases needed): each copy costs its query.
+    let copies = "products(first: 0) { totalCount } ".repeat(300);
+    too_complex(
+        &app.gql(None, &format!("{{ categories {{ {copies} }} }}"), json!({}))
+            .await,
+    );
+    // Ordinary documents still pass.
+    app.data(
+        None,
+        "{ products(first: 20) { totalCount edges { node { id name category { name } } } } }",
+        json!({}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn directives_are_limited_and_cannot_amplify_errors() {
+    let app = spawn_app().await;
+    let query = format!("{{ __typename {} }}", "@aa ".repeat(1000));
+    let response = app.post(None, &[], &json!({"query": query})).await;
+    let text = response.text().await.unwrap_or_default();
+    assert!(text.len() < 1024, "{} bytes answered", text.len());
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    too_complex(&body);
+}
+
+#[tokio::test]
+async fn a_batch_is_held_to_the_same_limits_item_by_item() {
+    let app = spawn_app().await;
+    let batch = json!([
+        {"query": "{ __typename }"},
+        {"query": "{ topProducts(limit: 100) { product { category { products(first: 100) { totalCount } } } } }"},
+        {"query": format!("{{ __typename {} }}", "@skip(if: false) ".repeat(10))}
+    ]);
+    let answers: serde_json::Value = app
+        .post(None, &[], &batch)
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(answers[0]["data"]["__typename"], "Query", "{answers}");
+    too_complex(&answers[1]);
+    too_complex(&answers[2]);
+}

@@ -124,7 +124,7 @@ async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothi
     .unwrap_or_else(|e| panic!("{e}"));
     // The provider outlives the server, as a real one would: its ledger is the truth.
     let provider = serve_provider(SimulatorConfig {
-        latency: Duration::from_millis(40),
+        latency: Duration::from_millis(150),
         ambiguous_rate: 0.0,
     })
     .await;

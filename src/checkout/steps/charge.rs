@@ -48,10 +48,10 @@ pub(super) async fn ask_charges(
     members: &[Member<'_>],
     injected: &HashSet<i64>,
 ) -> Result<Asked, DbErr> {
-    let recorded = payments_of(ctx.db, members.iter().map(Member::id)).await?;
-    let pending = members.iter().filter(|m| !recorded.contains_key(&m.id()));
+    // Asked for every saga, even one whose charge a crash left recorded: the same key
+    // gets the same answer, and the transaction reads what is recorded.
     let (cancel, charge): (Vec<&Member>, Vec<&Member>) =
-        pending.partition(|m| injected.contains(&m.id()));
+        members.iter().partition(|m| injected.contains(&m.id()));
     let charges = futures_util::future::join_all(charge.into_iter().map(|m| async move {
         let request = ChargeRequest {
             key: charge_key(m.id()),
@@ -142,21 +142,13 @@ fn payment_row(
     }
 }
 
-/// Asks the provider to refund each checkout's charge, unless it is recorded as
-/// refunded already. A charge whose outcome was never heard is refunded too: the
+/// Asks the provider to refund each checkout's charge (again, if it was: the same key
+/// gets the same answer). A charge whose outcome was never heard is refunded too: the
 /// provider refunds it if it was captured, and cancels it if not.
 pub(super) async fn ask_refunds(ctx: &Ctx<'_>, members: &[Member<'_>]) -> Result<Asked, DbErr> {
-    let recorded = payments_of(ctx.db, members.iter().map(Member::checkout)).await?;
-    let pending: Vec<&Member> = members
-        .iter()
-        .filter(|m| {
-            recorded
-                .get(&m.checkout())
-                .is_none_or(|p| p.status != REFUNDED)
-        })
-        .collect();
+    let all: Vec<&Member> = members.iter().collect();
     Ok(Asked {
-        refunds: refund_all(ctx, &pending).await,
+        refunds: refund_all(ctx, &all).await,
         ..Asked::default()
     })
 }

@@ -22,7 +22,7 @@ pub use order::{new_order, set_status as set_order_status};
 use super::failures::FailureRates;
 use super::gateway::PaymentGateway;
 use super::lease::Lease;
-use super::model::{Payload, SagaKind, SagaStepName, StepStatus};
+use super::model::{Payload, SagaKind, SagaStatus, SagaStepName, StepStatus};
 use crate::db::entities::{saga_steps, sagas};
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
@@ -70,6 +70,21 @@ impl Work {
     /// leave stock taken or money held.
     pub fn gives_up(self) -> bool {
         matches!(self, Self::Run(SagaKind::Checkout, _))
+    }
+
+    /// Whether it calls the payment provider: then its intent (the step RUNNING, one
+    /// attempt more) commits before the call. Other work opens its step in the same
+    /// transaction as its effect (`Opening`).
+    pub fn asks_provider(self) -> bool {
+        self.step() == SagaStepName::ChargePayment
+    }
+
+    /// The saga's status while this work is under way.
+    pub fn saga_status(self) -> SagaStatus {
+        match self {
+            Self::Run(..) => SagaStatus::Running,
+            Self::Compensate(_) => SagaStatus::Compensating,
+        }
     }
 
     /// Whether it moves stock, whose cached reads it then invalidates.
@@ -124,6 +139,12 @@ impl Outcomes {
     }
 }
 
+/// For work that opens its step in its own transaction: the sagas whose status
+/// changes to the work's, and one attempt more for each.
+pub struct Opening<'a> {
+    pub changing: &'a [i64],
+}
+
 pub struct Ctx<'a> {
     pub db: &'a DatabaseConnection,
     pub gateway: &'a dyn PaymentGateway,
@@ -135,7 +156,12 @@ pub struct Ctx<'a> {
 pub(super) type Answers<T> = HashMap<i64, T>;
 
 /// Runs `work` for `members`: see the module documentation.
-pub async fn execute(ctx: &Ctx<'_>, work: Work, members: &[Member<'_>]) -> Result<Outcomes, DbErr> {
+pub async fn execute(
+    ctx: &Ctx<'_>,
+    work: Work,
+    members: &[Member<'_>],
+    opening: Option<&Opening<'_>>,
+) -> Result<Outcomes, DbErr> {
     let mut verdicts = Vec::new();
     let mut todo = Vec::with_capacity(members.len());
     let mut injected = HashSet::new();
@@ -170,6 +196,26 @@ pub async fn execute(ctx: &Ctx<'_>, work: Work, members: &[Member<'_>]) -> Resul
         .into_iter()
         .filter(|m| held.contains(&m.id()))
         .collect();
+    if let Some(opening) = opening {
+        let changing: Vec<i64> = opening
+            .changing
+            .iter()
+            .copied()
+            .filter(|id| held.contains(id))
+            .collect();
+        if !changing.is_empty() {
+            sagas::Entity::update_many()
+                .col_expr(
+                    sagas::Column::Status,
+                    Expr::value(work.saga_status().as_str()),
+                )
+                .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
+                .col_expr(sagas::Column::LeaseUntil, Expr::value(ctx.lease.until()))
+                .filter(sagas::Column::Id.is_in(changing))
+                .exec(&txn)
+                .await?;
+        }
+    }
     let applied = match work {
         Work::Run(SagaKind::Checkout, SagaStepName::ReserveStock) => {
             reserve::reserve(&txn, &todo).await?
@@ -194,7 +240,7 @@ pub async fn execute(ctx: &Ctx<'_>, work: Work, members: &[Member<'_>]) -> Resul
         Work::Compensate(SagaStepName::CreateOrder) => order::void(&txn, &todo).await?,
     };
     verdicts.extend(applied);
-    record(&txn, work, &verdicts).await?;
+    record(&txn, work, &verdicts, opening.is_some()).await?;
     txn.commit().await?;
     let lost = ids.into_iter().filter(|id| !held.contains(id)).collect();
     Ok(Outcomes { verdicts, lost })
@@ -209,6 +255,7 @@ async fn record(
     txn: &DatabaseTransaction,
     work: Work,
     verdicts: &[(i64, Verdict)],
+    count_attempt: bool,
 ) -> Result<(), DbErr> {
     let mut groups: BTreeMap<(StepStatus, Option<&str>), Vec<i64>> = BTreeMap::new();
     for (saga, verdict) in verdicts {
@@ -220,23 +267,24 @@ async fn record(
         groups.entry(key).or_default().push(*saga);
     }
     for ((status, error), sagas) in groups {
+        if count_attempt {
+            count_attempts(txn, &sagas, work.step()).await?;
+        }
         set_steps(txn, &sagas, work.step(), status, error).await?;
     }
     Ok(())
 }
 
-/// Starts one step (or its compensation) for many sagas, inside `conn`: one attempt more.
-pub async fn start_steps<C: ConnectionTrait>(
+/// One attempt more of `step` for these sagas, started now.
+pub async fn count_attempts<C: ConnectionTrait>(
     conn: &C,
     sagas: &[i64],
     step: SagaStepName,
-    status: StepStatus,
 ) -> Result<(), DbErr> {
     if sagas.is_empty() {
         return Ok(());
     }
     saga_steps::Entity::update_many()
-        .col_expr(saga_steps::Column::Status, Expr::value(status.as_str()))
         .col_expr(
             saga_steps::Column::Attempts,
             Expr::col(saga_steps::Column::Attempts).add(1),

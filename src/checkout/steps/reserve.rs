@@ -10,7 +10,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DatabaseTransaction, DbErr, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 const RESERVE: &str = "RESERVE";
 const RELEASE: &str = "RELEASE";
@@ -24,21 +24,26 @@ pub(super) async fn reserve(
     txn: &DatabaseTransaction,
     members: &[Member<'_>],
 ) -> Result<Vec<(i64, Verdict)>, DbErr> {
-    let ids = || members.iter().map(Member::id);
-    let reserved = sagas_with::<stock_movements::Entity, _>(
-        txn,
-        stock_movements::Column::SagaId,
-        ids(),
-        Condition::all().add(stock_movements::Column::Kind.eq(RESERVE)),
-    )
-    .await?;
-    let released = sagas_with::<stock_movements::Entity, _>(
-        txn,
-        stock_movements::Column::SagaId,
-        ids(),
-        Condition::all().add(stock_movements::Column::Kind.eq(RELEASE)),
-    )
-    .await?;
+    let moved: Vec<(i64, String)> = stock_movements::Entity::find()
+        .select_only()
+        .columns([
+            stock_movements::Column::SagaId,
+            stock_movements::Column::Kind,
+        ])
+        .distinct()
+        .filter(stock_movements::Column::SagaId.is_in(members.iter().map(Member::id)))
+        .filter(stock_movements::Column::Kind.is_in([RESERVE, RELEASE]))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let with = |kind: &str| -> HashSet<i64> {
+        moved
+            .iter()
+            .filter(|(_, k)| k == kind)
+            .map(|(saga, _)| *saga)
+            .collect()
+    };
+    let (reserved, released) = (with(RESERVE), with(RELEASE));
     let mut verdicts = Vec::with_capacity(members.len());
     let mut todo = Vec::with_capacity(members.len());
     for member in members {

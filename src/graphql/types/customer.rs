@@ -35,6 +35,7 @@ impl Customer {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    #[graphql(complexity = "crate::graphql::limits::weighted(first, 20, child_complexity)")]
     async fn orders(
         &self,
         ctx: &Context<'_>,
