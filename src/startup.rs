@@ -74,6 +74,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let jwt = JwtKeys::new(&jwt_secret(settings)?);
     let checkout = build_engine(settings, &db, &cache)?;
     checkout.spawn_workers(settings.worker_concurrency);
+    spawn_idempotency_purge(db.clone());
     let services = Services {
         db: db.clone(),
         cache: cache.clone(),
@@ -149,6 +150,22 @@ pub fn build_engine(
         intake: (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
             .then(|| Intake::start(db.clone())),
     }))
+}
+
+/// Deletes expired `Idempotency-Key` records every ten minutes (each API instance
+/// does; the statement is idempotent).
+fn spawn_idempotency_purge(db: sea_orm::DatabaseConnection) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match crate::services::idempotency::purge_expired(&db).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired idempotency records purged"),
+                Err(err) => tracing::warn!(error = %err, "purging idempotency records failed"),
+            }
+        }
+    });
 }
 
 /// The payment provider at `PAYMENT_GATEWAY_URL`, else the simulator in process.

@@ -322,7 +322,7 @@ async fn accept(
         payload,
         idempotency_key: once.key.clone(),
         request_hash: once.request_hash.clone(),
-        request_id: hex::encode(rand::random::<[u8; 16]>()),
+        request_id: new_request_id(),
         cancels_order: of.cancels.map(|(order, _)| order),
     };
     // Cancellations are rare and carry their own unique index: no group commit.
@@ -354,6 +354,17 @@ async fn accept(
     // Nobody can be subscribed to a saga that did not exist: no event, just a worker.
     engine.wake.notify_one();
     Ok(saga)
+}
+
+/// A request id unique across instances, in time order: new ids land at the right
+/// edge of their unique index, as serial ids do, instead of on random pages (each of
+/// which PostgreSQL would write whole to its log after a checkpoint).
+fn new_request_id() -> String {
+    format!(
+        "{:013x}-{}",
+        Utc::now().timestamp_millis(),
+        hex::encode(rand::random::<[u8; 8]>())
+    )
 }
 
 /// The saga that holds what `row` wanted: the same order's cancellation, or the same

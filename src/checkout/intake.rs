@@ -5,11 +5,12 @@
 //! commit (one WAL flush) serves many checkouts instead of one each.
 //!
 //! Exactly once: each request carries a server-made `request_id` (unique in the
-//! table) and rows go in with `ON CONFLICT DO NOTHING`. When a statement's answer is
-//! lost (a connection dropped around the commit), the writer runs it again and reads
-//! back by request id: a row that made it is found, not inserted twice. A row that
-//! meets an existing idempotency key is not inserted; the request is told so (`None`)
-//! and answers with the earlier saga.
+//! table). When a statement fails, or its answer is lost (a connection dropped around
+//! the commit), the writer runs it again with `ON CONFLICT DO NOTHING` and reads back
+//! by request id: a row that made it is found, not inserted twice. A row that meets an
+//! existing idempotency key is not inserted; the request is told so (`None`) and
+//! answers with the earlier saga. The first try is a plain insert: `ON CONFLICT`
+//! costs a speculative insertion per row and index, which every checkout would pay.
 use super::model::{SagaKind, SagaStatus, StepStatus};
 use crate::db::entities::sagas;
 use chrono::Utc;
@@ -110,7 +111,7 @@ async fn write_once(
     let mut delay = Duration::from_millis(20);
     let mut attempt = 0;
     let mut written = loop {
-        match insert(db, sagas).await {
+        match insert(db, sagas, attempt > 0).await {
             Ok(written) => break written,
             Err(err) if attempt < 3 => {
                 tracing::warn!(error = %err, sagas = sagas.len(), "writing accepted checkouts failed; trying again");
@@ -154,6 +155,7 @@ async fn write_once(
 async fn insert(
     db: &DatabaseConnection,
     sagas: &[NewSaga],
+    skip_conflicts: bool,
 ) -> Result<Vec<Option<sagas::Model>>, DbErr> {
     let mut values: Vec<Value> = Vec::with_capacity(sagas.len() * 7 + 1);
     let mut rows = Vec::with_capacity(sagas.len());
@@ -209,7 +211,7 @@ async fn insert(
            SELECT id, tenant_id, kind, '{pending}', customer_id, payload, idempotency_key, \
                   request_hash, request_id, cancels_order_id, 0, ${now}, ${now} \
            FROM numbered ORDER BY ord \
-           ON CONFLICT DO NOTHING \
+           {on_conflict} \
            RETURNING *), \
          steps AS ( \
            INSERT INTO saga_steps (saga_id, position, name, status, attempts) \
@@ -219,6 +221,11 @@ async fn insert(
         rows = rows.join(", "),
         pending = SagaStatus::Pending.as_str(),
         step_pending = StepStatus::Pending.as_str(),
+        on_conflict = if skip_conflicts {
+            "ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        },
     );
     let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values);
     let mut written: HashMap<i32, sagas::Model> = HashMap::new();

@@ -3,7 +3,6 @@
 //! parse or validate), 405 for a mutation by GET, 406 when nothing in `Accept` is
 //! supported. `/graphql/ws` serves both WebSocket subprotocols.
 use super::AppState;
-use super::idempotency;
 use super::response_cache;
 use crate::auth::Actor;
 use crate::cache::CacheTrace;
@@ -11,6 +10,7 @@ use crate::db::{StatementCounter, count_statements};
 use crate::domain::TenantId;
 use crate::error::AppError;
 use crate::graphql::{OperationTrace, RequestContext, loaders::Loaders};
+use crate::services::idempotency;
 use crate::telemetry;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
@@ -187,9 +187,8 @@ async fn post(state: AppState, headers: &HeaderMap, body: &[u8]) -> (&'static st
         );
         return (INVALID, response);
     }
-    if let (Some(key), BatchRequest::Single(request)) =
-        (header_str(headers, "idempotency-key"), &batch)
-        && is_mutation(request)
+    if let Some(key) = header_str(headers, "idempotency-key")
+        && may_write(&batch)
     {
         let key = key.trim().to_owned();
         return run_once(state, headers, &key, batch, format).await;
@@ -197,7 +196,49 @@ async fn post(state: AppState, headers: &HeaderMap, body: &[u8]) -> (&'static st
     execute(state, headers, Method::POST, batch, format).await
 }
 
-/// Runs a mutation request at most once per tenant, caller and `Idempotency-Key`.
+/// Whether a request may change something: any operation of it is a mutation, or is
+/// a persisted query sent by hash alone (its document is not known here).
+fn may_write(batch: &BatchRequest) -> bool {
+    requests_of(batch).iter().any(|r| {
+        is_mutation(r) || (r.query.is_empty() && r.extensions.contains_key("persistedQuery"))
+    })
+}
+
+fn requests_of(batch: &BatchRequest) -> Vec<&Request> {
+    match batch {
+        BatchRequest::Single(request) => vec![request],
+        BatchRequest::Batch(requests) => requests.iter().collect(),
+    }
+}
+
+/// Whether a response is final, worth replaying: not a failure inside the server
+/// (a 5xx, or an INTERNAL or UNAVAILABLE error), which a retry should run again.
+fn is_final(status: StatusCode, body: &[u8]) -> bool {
+    if status.is_server_error() {
+        return false;
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return true;
+    };
+    let responses = match &value {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    !responses.iter().any(|r| {
+        r["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|e| {
+                matches!(
+                    e["extensions"]["code"].as_str(),
+                    Some("INTERNAL" | "UNAVAILABLE")
+                )
+            })
+        })
+    })
+}
+
+/// Runs a request that may write at most once per tenant, caller and `Idempotency-Key`:
+/// single, batched or persisted. Anonymous callers share one identity, so their
+/// requests are not replayable: they simply run.
 async fn run_once(
     state: AppState,
     headers: &HeaderMap,
@@ -209,10 +250,10 @@ async fn run_once(
         Ok(actor) => actor,
         Err(response) => return (INVALID, *response),
     };
-    let BatchRequest::Single(request) = &batch else {
+    if actor.principal.is_none() {
         return execute(state, headers, Method::POST, batch, format).await;
-    };
-    let hash = idempotency::request_hash(request);
+    }
+    let hash = idempotency::request_hash(&requests_of(&batch));
     match idempotency::begin(&state.db, &actor, key, &hash).await {
         Ok(idempotency::Begin::Replay(body)) => {
             let mut response = (StatusCode::OK, body).into_response();
@@ -230,10 +271,16 @@ async fn run_once(
                 execute(state.clone(), headers, Method::POST, batch, format).await;
             let (parts, body) = response.into_parts();
             let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                let _ = idempotency::abandon(&state.db, record).await;
                 return (label, StatusCode::INTERNAL_SERVER_ERROR.into_response());
             };
-            if let Err(err) = idempotency::complete(&state.db, record, &bytes).await {
-                tracing::warn!(error = %err, "could not store an idempotent response");
+            let kept = if is_final(parts.status, &bytes) {
+                idempotency::complete(&state.db, record, &bytes).await
+            } else {
+                idempotency::abandon(&state.db, record).await
+            };
+            if let Err(err) = kept {
+                tracing::warn!(error = %err, "could not settle an idempotency record");
             }
             (
                 label,
@@ -583,4 +630,23 @@ fn connection_data(state: &AppState, params: &serde_json::Value) -> async_graphq
         actor,
     });
     Ok(data)
+}
+
+#[cfg(test)]
+mod idempotency_tests {
+    use super::*;
+
+    #[test]
+    fn only_final_answers_are_kept() {
+        let ok = br#"{"data":{"addToCart":{"itemCount":1}}}"#;
+        let refused =
+            br#"{"data":null,"errors":[{"message":"x","extensions":{"code":"CONFLICT"}}]}"#;
+        let internal = br#"{"data":null,"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#;
+        let busy = br#"[{"data":{}},{"data":null,"errors":[{"message":"busy","extensions":{"code":"UNAVAILABLE"}}]}]"#;
+        assert!(is_final(StatusCode::OK, ok));
+        assert!(is_final(StatusCode::OK, refused));
+        assert!(!is_final(StatusCode::OK, internal));
+        assert!(!is_final(StatusCode::OK, busy));
+        assert!(!is_final(StatusCode::INTERNAL_SERVER_ERROR, ok));
+    }
 }

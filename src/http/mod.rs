@@ -2,7 +2,6 @@
 //! layers in front of them (CORS, rate limit, body limit).
 mod graphql;
 mod health;
-mod idempotency;
 mod metrics;
 mod panics;
 mod playground;

@@ -8,6 +8,7 @@
 pub mod cart;
 pub mod catalog;
 pub mod customers;
+pub mod idempotency;
 pub mod orders;
 mod pagination;
 pub mod seed;

@@ -256,3 +256,109 @@ async fn a_batch_is_held_to_the_same_limits_item_by_item() {
     too_complex(&answers[1]);
     too_complex(&answers[2]);
 }
+
+const ADD: &str = "mutation($p: ID!) { addToCart(productId: $p, quantity: 1) { itemCount } }";
+
+async fn replayed(
+    app: &crate::helpers::TestApp,
+    token: Option<&str>,
+    key: &str,
+    body: &serde_json::Value,
+) -> (bool, serde_json::Value) {
+    let response = app.post(token, &[("idempotency-key", key)], body).await;
+    let replay = response.headers().get("idempotent-replayed").is_some();
+    (replay, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn idempotency_keys_hold_for_batches_and_persisted_mutations() {
+    let app = spawn_app().await;
+    let product = app.create_product("KEY", "Key", "1.00", 50).await;
+    let customer = app.create_customer("Jo", "jo@example.com").await;
+    let token = app.customer(customer);
+    let batch = json!([
+        {"query": "{ __typename }"},
+        {"query": ADD, "variables": {"p": product}}
+    ]);
+    let (first, body) = replayed(&app, Some(&token), "batch-1", &batch).await;
+    assert!(!first);
+    assert_eq!(body[1]["data"]["addToCart"]["itemCount"], 1, "{body}");
+    let (again, body) = replayed(&app, Some(&token), "batch-1", &batch).await;
+    assert!(again, "a batched mutation ran twice: {body}");
+
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(ADD.as_bytes()));
+    let register = json!({"query": ADD, "variables": {"p": product},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    let (_, registered) = replayed(&app, Some(&token), "apq-0", &register).await;
+    assert_eq!(
+        registered["data"]["addToCart"]["itemCount"], 2,
+        "{registered}"
+    );
+    let by_hash = json!({"variables": {"p": product},
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    let (first, body) = replayed(&app, Some(&token), "apq-1", &by_hash).await;
+    assert!(!first);
+    assert_eq!(body["data"]["addToCart"]["itemCount"], 3, "{body}");
+    let (again, _) = replayed(&app, Some(&token), "apq-1", &by_hash).await;
+    assert!(again, "a persisted mutation ran twice");
+    let cart = app
+        .data(Some(&token), "{ cart { itemCount } }", json!({}))
+        .await;
+    assert_eq!(cart["cart"]["itemCount"], 3);
+}
+
+#[tokio::test]
+async fn anonymous_idempotency_keys_are_not_replayed_across_callers() {
+    let app = spawn_app().await;
+    let create = |email: &str| {
+        json!({"query": "mutation($e: String!) { createCustomer(input: {name: \"Kim\", email: $e}) { id } }",
+               "variables": {"e": email}})
+    };
+    // Two anonymous callers (one shared identity) reusing a key: both run, and
+    // neither gets the other's answer.
+    let (first, one) = replayed(&app, None, "signup", &create("kim1@example.com")).await;
+    let (second, two) = replayed(&app, None, "signup", &create("kim2@example.com")).await;
+    assert!(!first && !second);
+    assert_ne!(
+        one["data"]["createCustomer"]["id"],
+        two["data"]["createCustomer"]["id"]
+    );
+}
+
+#[tokio::test]
+async fn expired_idempotency_records_are_purged() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    use shopgraph::db::entities::idempotency_records;
+    let app = spawn_app().await;
+    for (key, age) in [
+        ("old", chrono::Duration::hours(25)),
+        ("new", chrono::Duration::hours(1)),
+    ] {
+        idempotency_records::ActiveModel {
+            tenant_id: Set("default".into()),
+            caller: Set("customer:1".into()),
+            key: Set(key.into()),
+            request_hash: Set("h".into()),
+            response: Set(Some("{}".into())),
+            created_at: Set(chrono::Utc::now() - age),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The server's own purge (at start, then every ten minutes) may get there first.
+    let purged = shopgraph::services::idempotency::purge_expired(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(purged <= 1);
+    let left: Vec<String> = idempotency_records::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(left, vec!["new".to_owned()]);
+}

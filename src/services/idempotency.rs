@@ -1,6 +1,7 @@
-//! `Idempotency-Key` on mutation requests: a request runs at most once per tenant,
-//! caller and key (24 h); a retry gets the stored response, a different body under
-//! the same key gets `CONFLICT`.
+//! `Idempotency-Key` records: a request runs at most once per tenant, caller and key
+//! (24 h); a retry gets the stored response, a different body under the same key gets
+//! `CONFLICT`. Only final answers are kept: a request that failed inside (INTERNAL,
+//! UNAVAILABLE) gives its key back, so a retry runs again. Expired records are purged.
 use crate::auth::Actor;
 use crate::db::entities::idempotency_records;
 use crate::error::AppError;
@@ -9,6 +10,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     SqlErr,
 };
+use sha2::{Digest, Sha256};
 
 const KEEP: Duration = Duration::hours(24);
 
@@ -19,17 +21,28 @@ pub enum Begin {
     Replay(String),
 }
 
-pub fn request_hash(request: &async_graphql::Request) -> String {
-    let variables = serde_json::to_vec(&request.variables).unwrap_or_default();
-    hex::encode(super::digest(&[
-        request.query.as_bytes(),
-        request
-            .operation_name
-            .as_deref()
-            .unwrap_or_default()
-            .as_bytes(),
-        &variables,
-    ]))
+/// The digest of what a request asks: every operation of a batch, its document (or
+/// persisted-query hash), operation name and variables.
+pub fn request_hash(requests: &[&async_graphql::Request]) -> String {
+    let mut hasher = Sha256::new();
+    for request in requests {
+        let variables = serde_json::to_vec(&request.variables).unwrap_or_default();
+        let extensions = serde_json::to_vec(&request.extensions).unwrap_or_default();
+        for part in [
+            request.query.as_bytes(),
+            request
+                .operation_name
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes(),
+            &variables,
+            &extensions,
+        ] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    hex::encode(hasher.finalize())
 }
 
 pub async fn begin(
@@ -43,6 +56,7 @@ pub async fn begin(
             "Idempotency-Key: 1 to 200 characters".into(),
         ));
     }
+    crate::domain::plain_text("Idempotency-Key", key, false)?;
     let caller = actor.cache_identity();
     let find = || {
         idempotency_records::Entity::find()
@@ -94,6 +108,35 @@ fn decide(existing: idempotency_records::Model, hash: &str) -> Result<Begin, App
     existing.response.map(Begin::Replay).ok_or_else(|| {
         AppError::Conflict("a request with this Idempotency-Key is still running".into())
     })
+}
+
+/// Gives the key back: the request did not reach a final answer, a retry runs it.
+pub async fn abandon(db: &DatabaseConnection, id: i64) -> Result<(), AppError> {
+    idempotency_records::Entity::delete_by_id(id)
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes records older than their 24 h; how many.
+pub async fn purge_expired(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    // SQLite keeps timestamps as RFC 3339 text and compares them as text: the cutoff
+    // goes in that same form (a bound timestamp would be written another way).
+    let backend = db.get_database_backend();
+    let cutoff = Utc::now() - KEEP;
+    let (param, value) = if backend == DatabaseBackend::Postgres {
+        ("$1", cutoff.into())
+    } else {
+        let text = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
+        ("?", text.into())
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        format!("DELETE FROM idempotency_records WHERE created_at < {param}"),
+        [value],
+    );
+    Ok(db.execute_raw(statement).await?.rows_affected())
 }
 
 pub async fn complete(db: &DatabaseConnection, id: i64, response: &[u8]) -> Result<(), AppError> {
