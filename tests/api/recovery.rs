@@ -37,6 +37,9 @@ async fn start_server(database_url: &str, port: u16, prefix: &str, provider: &st
         .env("JWT_SECRET", SECRET)
         .env("SEED_DEMO", "false")
         .env("WORKER_CONCURRENCY", "4")
+        // Small batches, so that sagas finish in waves and the kill finds some in flight
+        // (one batch of all 60 would finish them in one transaction).
+        .env("WORKER_BATCH_SIZE", "4")
         .env("SAGA_LEASE_SECS", "1")
         .env("PAYMENT_GATEWAY_URL", provider)
         .env("SAGA_FAIL_RATE_CREATE_ORDER", "0.3")
