@@ -186,13 +186,13 @@ impl Lease {
 
     /// Gives sagas back to the queue of expired leases, to be claimed again (by any
     /// worker) once `after` has passed: a retry with backoff, or at once.
-    pub async fn release(
+    pub async fn release<C: ConnectionTrait>(
         &self,
-        db: &DatabaseConnection,
+        conn: &C,
         ids: &[i64],
         after: Duration,
     ) -> Result<(), DbErr> {
-        self.set_lease_until(db, ids, now_ms() + millis(after))
+        self.set_lease_until(conn, ids, now_ms() + millis(after))
             .await
             .map(|_| ())
     }

@@ -156,7 +156,7 @@ impl Engine {
                 }),
                 Err(_) => {
                     let reason = "unreadable saga payload".to_owned();
-                    if let Err(err) = self.dead_letter(&lease, &saga, None, &reason).await {
+                    if let Err(err) = self.dead_letter(&lease, &saga, None, &reason, false).await {
                         tracing::warn!(worker, saga = saga.id, error = %err, "dead-lettering failed");
                     }
                 }
@@ -400,7 +400,7 @@ impl Engine {
         for h in exhausted {
             let reason = format!("gave up after {limit} attempts at {}", step.as_str());
             if self
-                .dead_letter(lease, &h.saga, Some(step), &reason)
+                .dead_letter(lease, &h.saga, Some(step), &reason, false)
                 .await?
             {
                 dead.insert(h.saga.id);
@@ -508,17 +508,18 @@ impl Engine {
             return false;
         }
         tracing::warn!(saga = h.saga.id, error = %err, "permanent error; compensating the saga");
-        if let Some(step) = uncounted
-            && let Err(err) = steps::count_attempts(&self.db, &[h.saga.id], step).await
-        {
-            tracing::warn!(saga = h.saga.id, error = %err, "counting a failed attempt failed");
-        }
         let reason = format!(
             "{} cannot be done: something it refers to was removed or conflicts",
             work.step().as_str()
         );
         match self
-            .dead_letter(lease, &h.saga, Some(work.step()), &reason)
+            .dead_letter(
+                lease,
+                &h.saga,
+                Some(work.step()),
+                &reason,
+                uncounted.is_some(),
+            )
             .await
         {
             Ok(dead) => {
@@ -555,14 +556,28 @@ impl Engine {
             "saga step failed transiently"
         );
         crate::telemetry::saga_retry();
-        if let Some(step) = uncounted
-            && let Err(err) = steps::count_attempts(&self.db, &[h.saga.id], step).await
-        {
-            tracing::warn!(saga = h.saga.id, error = %err, "counting a failed attempt failed");
-        }
-        if let Err(err) = lease.release(&self.db, &[h.saga.id], wait).await {
+        if let Err(err) = self.give_back(lease, h.saga.id, wait, uncounted).await {
             tracing::warn!(saga = h.saga.id, error = %err, "putting the saga back failed; its lease will expire");
         }
+    }
+
+    /// Fenced, like every write: the attempt counted and the lease shortened only
+    /// while this worker still holds the saga.
+    async fn give_back(
+        &self,
+        lease: &Lease,
+        saga: i64,
+        wait: Duration,
+        uncounted: Option<SagaStepName>,
+    ) -> Result<(), DbErr> {
+        let (txn, held) = lease.begin(&self.db, &[saga]).await?;
+        if held.contains(&saga) {
+            if let Some(step) = uncounted {
+                steps::count_attempts(&txn, &[saga], step).await?;
+            }
+            lease.release(&txn, &[saga], wait).await?;
+        }
+        txn.commit().await
     }
 
     /// The saga gives up: marked dead (it ends FAILED once compensated), and its
@@ -575,10 +590,14 @@ impl Engine {
         saga: &sagas::Model,
         step: Option<SagaStepName>,
         reason: &str,
+        count_attempt: bool,
     ) -> Result<bool, DbErr> {
         let (txn, held) = lease.begin(&self.db, &[saga.id]).await?;
         if !held.contains(&saga.id) {
             return Ok(false);
+        }
+        if let (Some(step), true) = (step, count_attempt) {
+            steps::count_attempts(&txn, &[saga.id], step).await?;
         }
         let reason: String = reason.chars().take(500).collect();
         let status = if step.is_some() {

@@ -211,8 +211,10 @@ fn requests_of(batch: &BatchRequest) -> Vec<&Request> {
     }
 }
 
-/// Whether a response is final, worth replaying: not a failure inside the server
-/// (a 5xx, or an INTERNAL or UNAVAILABLE error), which a retry should run again.
+/// Whether a response is final, worth replaying. It is not (the key is given back, so
+/// that a retry runs) only when every operation failed inside the server (INTERNAL or
+/// UNAVAILABLE, or a 5xx) and none returned data: an operation that returned data may
+/// have written, and running it again would write twice.
 fn is_final(status: StatusCode, body: &[u8]) -> bool {
     if status.is_server_error() {
         return false;
@@ -224,16 +226,22 @@ fn is_final(status: StatusCode, body: &[u8]) -> bool {
         serde_json::Value::Array(items) => items.iter().collect(),
         single => vec![single],
     };
-    !responses.iter().any(|r| {
-        r["errors"].as_array().is_some_and(|errors| {
+    let failed_inside = |r: &serde_json::Value| {
+        let no_data = match &r["data"] {
+            serde_json::Value::Object(fields) => fields.values().all(serde_json::Value::is_null),
+            other => other.is_null(),
+        };
+        let internal = r["errors"].as_array().is_some_and(|errors| {
             errors.iter().any(|e| {
                 matches!(
                     e["extensions"]["code"].as_str(),
                     Some("INTERNAL" | "UNAVAILABLE")
                 )
             })
-        })
-    })
+        });
+        no_data && internal
+    };
+    !responses.iter().all(|r| failed_inside(r))
 }
 
 /// Runs a request that may write at most once per tenant, caller and `Idempotency-Key`:
@@ -267,25 +275,44 @@ async fn run_once(
             ("mutation", response)
         }
         Ok(idempotency::Begin::Fresh(record)) => {
-            let (label, response) =
-                execute(state.clone(), headers, Method::POST, batch, format).await;
-            let (parts, body) = response.into_parts();
-            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-                let _ = idempotency::abandon(&state.db, record).await;
-                return (label, StatusCode::INTERNAL_SERVER_ERROR.into_response());
-            };
-            let kept = if is_final(parts.status, &bytes) {
-                idempotency::complete(&state.db, record, &bytes).await
-            } else {
-                idempotency::abandon(&state.db, record).await
-            };
-            if let Err(err) = kept {
-                tracing::warn!(error = %err, "could not settle an idempotency record");
+            // In a task of its own: a client that disconnects, or the request timeout,
+            // drops this future, and the record must still be settled.
+            let (db, headers) = (state.db.clone(), headers.clone());
+            let after_panic = state.db.clone();
+            let run = tokio::spawn(async move {
+                let (label, response) = execute(state, &headers, Method::POST, batch, format).await;
+                let (parts, body) = response.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.ok();
+                let kept = match &bytes {
+                    Some(bytes) if is_final(parts.status, bytes) => {
+                        idempotency::complete(&db, record, bytes).await
+                    }
+                    _ => idempotency::abandon(&db, record).await,
+                };
+                if let Err(err) = kept {
+                    tracing::warn!(error = %err, "could not settle an idempotency record");
+                }
+                (label, parts, bytes)
+            });
+            match run.await {
+                Ok((label, parts, Some(bytes))) => (
+                    label,
+                    Response::from_parts(parts, axum::body::Body::from(bytes)),
+                ),
+                Ok((label, _, None)) => (label, StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+                Err(err) => {
+                    // The request panicked: the key is free again, the answer INTERNAL.
+                    tracing::error!(error = %err, "an idempotent request failed inside");
+                    if let Err(err) = idempotency::abandon(&after_panic, record).await {
+                        tracing::warn!(error = %err, "could not settle an idempotency record");
+                    }
+                    let err = AppError::Internal(anyhow::anyhow!("the request failed inside"));
+                    (
+                        INVALID,
+                        error_response(StatusCode::INTERNAL_SERVER_ERROR, format, &err),
+                    )
+                }
             }
-            (
-                label,
-                Response::from_parts(parts, axum::body::Body::from(bytes)),
-            )
         }
         Err(err @ AppError::Conflict(_)) => {
             (INVALID, error_response(StatusCode::CONFLICT, format, &err))
@@ -604,8 +631,12 @@ pub async fn ws_handler(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // A message may be no larger than an HTTP body: the same document limits apply.
+    let limit = state.http.max_body_bytes;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(limit)
+        .max_frame_size(limit)
         .on_upgrade(move |stream| {
             let schema = state.schema.clone();
             GraphQLWebSocket::new(stream, schema, protocol)
@@ -642,11 +673,14 @@ mod idempotency_tests {
         let refused =
             br#"{"data":null,"errors":[{"message":"x","extensions":{"code":"CONFLICT"}}]}"#;
         let internal = br#"{"data":null,"errors":[{"message":"internal error","extensions":{"code":"INTERNAL"}}]}"#;
-        let busy = br#"[{"data":{}},{"data":null,"errors":[{"message":"busy","extensions":{"code":"UNAVAILABLE"}}]}]"#;
+        let both_busy = br#"[{"data":null,"errors":[{"message":"busy","extensions":{"code":"UNAVAILABLE"}}]},{"data":{"checkout":null},"errors":[{"message":"busy","extensions":{"code":"UNAVAILABLE"}}]}]"#;
+        let half_written = br#"[{"data":{"addToCart":{"itemCount":1}}},{"data":null,"errors":[{"message":"busy","extensions":{"code":"UNAVAILABLE"}}]}]"#;
         assert!(is_final(StatusCode::OK, ok));
         assert!(is_final(StatusCode::OK, refused));
         assert!(!is_final(StatusCode::OK, internal));
-        assert!(!is_final(StatusCode::OK, busy));
+        assert!(!is_final(StatusCode::OK, both_busy));
+        // The first operation wrote: running the batch again would write it twice.
+        assert!(is_final(StatusCode::OK, half_written));
         assert!(!is_final(StatusCode::INTERNAL_SERVER_ERROR, ok));
     }
 }

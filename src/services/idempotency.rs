@@ -27,7 +27,10 @@ pub fn request_hash(requests: &[&async_graphql::Request]) -> String {
     let mut hasher = Sha256::new();
     for request in requests {
         let variables = serde_json::to_vec(&request.variables).unwrap_or_default();
-        let extensions = serde_json::to_vec(&request.extensions).unwrap_or_default();
+        // Extensions are a hash map: in key order, so that a retry hashes alike.
+        let extensions: std::collections::BTreeMap<&String, _> =
+            request.extensions.0.iter().collect();
+        let extensions = serde_json::to_vec(&extensions).unwrap_or_default();
         for part in [
             request.query.as_bytes(),
             request

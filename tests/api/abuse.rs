@@ -362,3 +362,50 @@ async fn expired_idempotency_records_are_purged() {
         .collect();
     assert_eq!(left, vec!["new".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_websocket_message_larger_than_an_http_body_closes_the_socket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app().await;
+    let mut request = format!("ws://{}/graphql/ws", app.addr)
+        .into_client_request()
+        .unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws"
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .unwrap_or_else(|e| panic!("ws connect: {e}"));
+    let init = json!({"type": "connection_init", "payload": {}});
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let huge = format!(
+        "{{ __typename {} }}",
+        " ".repeat(app.settings.max_body_bytes)
+    );
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": huge}});
+    // The server may close while the client is still writing.
+    let _ = socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(Message::Text(text))) => {
+                    assert!(!text.contains("\"next\""), "the huge operation ran: {text}");
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the socket stayed open");
+}

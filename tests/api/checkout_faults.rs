@@ -644,3 +644,83 @@ async fn metrics_count_provider_calls() {
     );
     assert!(metric(&after, "shopgraph_gateway_captured_cents", &[]) >= 1200.0);
 }
+
+#[tokio::test]
+async fn a_step_run_again_after_a_lost_commit_answer_changes_nothing() {
+    use shopgraph::checkout::failures::FailureRates;
+    use shopgraph::checkout::gateway::Simulator;
+    use shopgraph::checkout::lease::Lease;
+    use shopgraph::checkout::model::{Payload, SagaKind};
+    use shopgraph::checkout::steps::{self, Ctx, Member, Verdict, Work};
+    let app = spawn_with(test_settings().await).await;
+    let product = app.create_product("LOST", "Lost", "2.00", 10).await;
+    let customer = app.create_customer("Lu", "lu@example.com").await;
+    let token = app.customer(customer);
+    let (order, _) = completed_order(&app, &token, &product, 3).await;
+    let cancel = app
+        .data(Some(&token), CANCEL, json!({"id": order, "key": null}))
+        .await;
+    let id = cancel["cancelOrder"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        wait_terminal(&app, &token, &id).await["status"],
+        "COMPLETED"
+    );
+    assert_eq!(stock(&app, &product).await, 10);
+
+    // As if a worker's commit had gone through unheard and it ran the cancellation's
+    // steps again: it holds the saga under its own fence (a lease the other workers
+    // see as current, so they leave it alone).
+    let fence = 424_242;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE sagas SET status = 'RUNNING', fence = {fence}, lease_until = {} WHERE id = {id}",
+            chrono::Utc::now().timestamp_millis() + 600_000
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let saga = sagas::Entity::find_by_id(id.parse::<i64>().unwrap_or_default())
+        .one(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no saga {id}"));
+    let payload: Payload = serde_json::from_str(&saga.payload).unwrap_or_else(|e| panic!("{e}"));
+    let lease = Lease {
+        fence,
+        duration: Duration::from_secs(600),
+    };
+    let provider = Simulator::default();
+    let ctx = Ctx {
+        db: &app.db,
+        gateway: &provider,
+        failures: &FailureRates::default(),
+        lease: &lease,
+    };
+    let member = Member {
+        saga: &saga,
+        payload: &payload,
+    };
+    for step in SagaKind::CancelOrder.steps() {
+        let work = Work::Run(SagaKind::CancelOrder, *step);
+        let outcomes = steps::execute(&ctx, work, &[member], None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            outcomes.verdicts,
+            vec![(saga.id, Verdict::Done)],
+            "{step:?}"
+        );
+    }
+    assert_eq!(stock(&app, &product).await, 10, "restocked twice");
+    assert_eq!(
+        provider.ledger().calls.len(),
+        0,
+        "the provider was asked again"
+    );
+    let saga_now = app.data(Some(&token), SAGA, json!({"id": id})).await;
+    for step in saga_now["saga"]["steps"].as_array().into_iter().flatten() {
+        assert_eq!(step["status"], "SUCCEEDED", "{saga_now}");
+    }
+}

@@ -181,20 +181,34 @@ pub async fn execute(
             verdicts.push((member.id(), Verdict::Failed(injected_failure(step))));
         }
     }
+    // The provider is not asked about a step already recorded done.
+    let ask: Vec<Member> = if work.asks_provider() {
+        let ids: HashSet<i64> = todo.iter().map(Member::id).collect();
+        let done = already_done(ctx.db, work, &ids).await?;
+        todo.iter()
+            .filter(|m| !done.contains(&m.id()))
+            .copied()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let asked = match work {
         Work::Run(SagaKind::Checkout, SagaStepName::ChargePayment) => {
-            charge::ask_charges(ctx, &todo, &injected).await?
+            charge::ask_charges(ctx, &ask, &injected).await?
         }
         Work::Run(SagaKind::CancelOrder, SagaStepName::ChargePayment)
-        | Work::Compensate(SagaStepName::ChargePayment) => charge::ask_refunds(ctx, &todo).await?,
+        | Work::Compensate(SagaStepName::ChargePayment) => charge::ask_refunds(ctx, &ask).await?,
         _ => charge::Asked::default(),
     };
     let ids: Vec<i64> = members.iter().map(Member::id).collect();
     let (txn, held) = ctx.lease.begin(ctx.db, &ids).await?;
-    verdicts.retain(|(id, _)| held.contains(id));
+    // A step already recorded done (a retry after a commit whose answer was lost) is
+    // neither redone nor recorded again.
+    let done = already_done(&txn, work, &held).await?;
+    verdicts.retain(|(id, _)| held.contains(id) && !done.contains(id));
     let todo: Vec<Member> = todo
         .into_iter()
-        .filter(|m| held.contains(&m.id()))
+        .filter(|m| held.contains(&m.id()) && !done.contains(&m.id()))
         .collect();
     if let Some(opening) = opening {
         let changing: Vec<i64> = opening
@@ -242,8 +256,29 @@ pub async fn execute(
     verdicts.extend(applied);
     record(&txn, work, &verdicts, opening.is_some()).await?;
     txn.commit().await?;
+    verdicts.extend(done.into_iter().map(|id| (id, Verdict::Done)));
     let lost = ids.into_iter().filter(|id| !held.contains(id)).collect();
     Ok(Outcomes { verdicts, lost })
+}
+
+/// Which of `held` already have this work's step recorded done.
+async fn already_done<C: ConnectionTrait>(
+    conn: &C,
+    work: Work,
+    held: &HashSet<i64>,
+) -> Result<HashSet<i64>, DbErr> {
+    if held.is_empty() {
+        return Ok(HashSet::new());
+    }
+    sagas_with::<saga_steps::Entity, _>(
+        conn,
+        saga_steps::Column::SagaId,
+        held.iter().copied(),
+        sea_orm::Condition::all()
+            .add(saga_steps::Column::Name.eq(work.step().as_str()))
+            .add(saga_steps::Column::Status.eq(work.done().as_str())),
+    )
+    .await
 }
 
 fn injected_failure(step: SagaStepName) -> String {

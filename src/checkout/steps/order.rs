@@ -157,7 +157,11 @@ pub(super) async fn cancel(
             OrderStatus::Completed,
         )
         .await?;
-        let verdict = if cancelled == 1 {
+        // Already CANCELLED means by this cancellation (there is one per order, and it
+        // was accepted for a completed order): a re-run after a lost commit answer.
+        let verdict = if cancelled == 1
+            || status_of(txn, member.checkout()).await? == Some(OrderStatus::Cancelled)
+        {
             Verdict::Done
         } else {
             Verdict::Failed("the order is not completed".into())
@@ -165,6 +169,14 @@ pub(super) async fn cancel(
         verdicts.push((member.id(), verdict));
     }
     Ok(verdicts)
+}
+
+async fn status_of(txn: &DatabaseTransaction, checkout: i64) -> Result<Option<OrderStatus>, DbErr> {
+    Ok(orders::Entity::find()
+        .filter(orders::Column::SagaId.eq(checkout))
+        .one(txn)
+        .await?
+        .and_then(|o| OrderStatus::parse(&o.status)))
 }
 
 /// Moves the orders of `sagas` from `from` to `status`; how many moved.
