@@ -429,23 +429,7 @@ impl Engine {
         let (started, lost): (Vec<i64>, Vec<i64>) =
             ids.into_iter().partition(|id| held.contains(id));
         taken_over(&lost);
-        let changing: Vec<i64> = changing
-            .iter()
-            .copied()
-            .filter(|id| held.contains(id))
-            .collect();
-        if !changing.is_empty() {
-            sagas::Entity::update_many()
-                .col_expr(
-                    sagas::Column::Status,
-                    Expr::value(work.saga_status().as_str()),
-                )
-                .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
-                .col_expr(sagas::Column::LeaseUntil, Expr::value(lease.until()))
-                .filter(sagas::Column::Id.is_in(changing))
-                .exec(&txn)
-                .await?;
-        }
+        steps::enter_status(&txn, work, changing, &held, lease).await?;
         steps::count_attempts(&txn, &started, work.step()).await?;
         steps::set_steps(&txn, &started, work.step(), work.started(), None).await?;
         txn.commit().await?;

@@ -211,24 +211,7 @@ pub async fn execute(
         .filter(|m| held.contains(&m.id()) && !done.contains(&m.id()))
         .collect();
     if let Some(opening) = opening {
-        let changing: Vec<i64> = opening
-            .changing
-            .iter()
-            .copied()
-            .filter(|id| held.contains(id))
-            .collect();
-        if !changing.is_empty() {
-            sagas::Entity::update_many()
-                .col_expr(
-                    sagas::Column::Status,
-                    Expr::value(work.saga_status().as_str()),
-                )
-                .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
-                .col_expr(sagas::Column::LeaseUntil, Expr::value(ctx.lease.until()))
-                .filter(sagas::Column::Id.is_in(changing))
-                .exec(&txn)
-                .await?;
-        }
+        enter_status(&txn, work, opening.changing, &held, ctx.lease).await?;
     }
     let applied = match work {
         Work::Run(SagaKind::Checkout, SagaStepName::ReserveStock) => {
@@ -259,6 +242,36 @@ pub async fn execute(
     verdicts.extend(done.into_iter().map(|id| (id, Verdict::Done)));
     let lost = ids.into_iter().filter(|id| !held.contains(id)).collect();
     Ok(Outcomes { verdicts, lost })
+}
+
+/// Moves the sagas of `changing` that the lease holds into `work`'s saga status (and
+/// renews their lease): the one place a saga's status changes while it runs.
+pub async fn enter_status(
+    txn: &DatabaseTransaction,
+    work: Work,
+    changing: &[i64],
+    held: &HashSet<i64>,
+    lease: &Lease,
+) -> Result<(), DbErr> {
+    let changing: Vec<i64> = changing
+        .iter()
+        .copied()
+        .filter(|id| held.contains(id))
+        .collect();
+    if changing.is_empty() {
+        return Ok(());
+    }
+    sagas::Entity::update_many()
+        .col_expr(
+            sagas::Column::Status,
+            Expr::value(work.saga_status().as_str()),
+        )
+        .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(sagas::Column::LeaseUntil, Expr::value(lease.until()))
+        .filter(sagas::Column::Id.is_in(changing))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// Which of `held` already have this work's step recorded done.
