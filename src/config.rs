@@ -264,6 +264,17 @@ pub struct Settings {
     )]
     pub max_body_bytes: usize,
 
+    /// How long a new WebSocket may wait before its first message (`connection_init`);
+    /// then it is closed with 4408, as the graphql-transport-ws protocol prescribes.
+    #[arg(
+        long,
+        env = "WS_INIT_TIMEOUT_MS",
+        value_name = "WS_INIT_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub ws_init_timeout_ms: u64,
+
     /// Most persisted queries (APQ) the in-process store keeps (without Redis).
     #[arg(
         long,
@@ -497,6 +508,9 @@ impl Settings {
             if value == 0 {
                 bail!("{name} must be at least 1");
             }
+        }
+        if !(1..=600_000).contains(&self.ws_init_timeout_ms) {
+            bail!("WS_INIT_TIMEOUT_MS must be between 1 and 600000");
         }
         if self.max_body_bytes < 1024 {
             bail!("MAX_BODY_BYTES must be at least 1024");

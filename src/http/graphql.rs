@@ -17,6 +17,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Data, Request};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::{Body, Bytes};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::extract::{RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -637,12 +638,32 @@ pub async fn ws_handler(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |stream| {
-            let schema = state.schema.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |params| async move { connection_data(&state, &params) })
-                .serve()
-        })
+        .on_upgrade(move |socket| serve_socket(state, socket, protocol))
+}
+
+/// A socket that sends nothing (no `connection_init`) within `WS_INIT_TIMEOUT_MS` is
+/// closed with 4408, so idle sockets cannot pile up.
+async fn serve_socket(state: AppState, socket: WebSocket, protocol: GraphQLProtocol) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let first = match tokio::time::timeout(state.http.ws_init_timeout, stream.next()).await {
+        Ok(Some(Ok(first))) => first,
+        Ok(_) => return,
+        Err(_) => {
+            let close = CloseFrame {
+                code: 4408,
+                reason: "Connection initialisation timeout".into(),
+            };
+            let _ = sink.send(WsMessage::Close(Some(close))).await;
+            return;
+        }
+    };
+    let stream = futures_util::stream::once(async move { Ok(first) }).chain(stream);
+    let schema = state.schema.clone();
+    GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+        .on_connection_init(move |params| async move { connection_data(&state, &params) })
+        .serve()
+        .await;
 }
 
 fn connection_data(state: &AppState, params: &serde_json::Value) -> async_graphql::Result<Data> {

@@ -48,6 +48,8 @@ pub struct HttpConfig {
     /// `None` when `RATE_LIMIT_ENABLED=false`.
     pub rate_limit: Option<RateLimit>,
     pub max_body_bytes: usize,
+    /// How long a WebSocket may wait before its first message.
+    pub ws_init_timeout: Duration,
     /// Most operations in one batched request.
     pub max_batch: usize,
     /// `*`, a list of origins, or empty for no CORS headers.
@@ -63,6 +65,7 @@ impl HttpConfig {
                 trusted_proxies: settings.trusted_proxies().into(),
             }),
             max_body_bytes: settings.max_body_bytes,
+            ws_init_timeout: Duration::from_millis(settings.ws_init_timeout_ms),
             max_batch: settings.query_max_batch,
             cors_allowed_origins: settings.cors_origins(),
         }

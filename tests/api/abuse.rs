@@ -409,3 +409,40 @@ async fn a_websocket_message_larger_than_an_http_body_closes_the_socket() {
     .await;
     assert_eq!(closed, Ok(true), "the socket stayed open");
 }
+
+#[tokio::test]
+async fn a_websocket_that_never_initialises_is_closed_with_4408() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut settings = crate::helpers::test_settings().await;
+    settings.ws_init_timeout_ms = 300;
+    let app = crate::helpers::spawn_with(settings).await;
+    let mut request = format!("ws://{}/graphql/ws", app.addr)
+        .into_client_request()
+        .unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws"
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .unwrap_or_else(|e| panic!("ws connect: {e}"));
+    let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        close,
+        Ok(Some(4408)),
+        "the idle socket was not closed with 4408"
+    );
+}
