@@ -27,14 +27,7 @@ async fn a_price_beyond_any_money_is_bad_user_input_not_a_dropped_connection() {
             .await;
         assert_eq!(error_code(&created), "BAD_USER_INPUT", "{price}: {created}");
     }
-    let count = app
-        .data(
-            Some(&app.staff()),
-            "{ products(filter: {includeInactive: true}) { totalCount } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(count["products"]["totalCount"], 0);
+    assert_eq!(product_count(&app).await, 0);
 }
 
 #[tokio::test]
@@ -68,14 +61,7 @@ async fn control_characters_are_refused_naming_the_field_and_nothing_is_stored()
         described["data"]["createProduct"]["description"], "two\nlines",
         "{described}"
     );
-    let count = app
-        .data(
-            Some(&app.staff()),
-            "{ products(filter: {includeInactive: true}) { totalCount } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(count["products"]["totalCount"], 1);
+    assert_eq!(product_count(&app).await, 1);
 }
 
 #[tokio::test]
@@ -367,20 +353,8 @@ async fn expired_idempotency_records_are_purged() {
 async fn a_websocket_message_larger_than_an_http_body_closes_the_socket() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let app = spawn_app().await;
-    let mut request = format!("ws://{}/graphql/ws", app.addr)
-        .into_client_request()
-        .unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws"
-            .parse()
-            .unwrap_or_else(|_| unreachable!()),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("ws connect: {e}"));
+    let mut socket = ws_connect(&app).await;
     let init = json!({"type": "connection_init", "payload": {}});
     socket
         .send(Message::Text(init.to_string().into()))
@@ -414,22 +388,10 @@ async fn a_websocket_message_larger_than_an_http_body_closes_the_socket() {
 async fn a_websocket_that_never_initialises_is_closed_with_4408() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut settings = crate::helpers::test_settings().await;
     settings.ws_init_timeout_ms = 300;
     let app = crate::helpers::spawn_with(settings).await;
-    let mut request = format!("ws://{}/graphql/ws", app.addr)
-        .into_client_request()
-        .unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws"
-            .parse()
-            .unwrap_or_else(|_| unreachable!()),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("ws connect: {e}"));
+    let mut socket = ws_connect(&app).await;
     let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
             match socket.next().await {
@@ -445,4 +407,36 @@ async fn a_websocket_that_never_initialises_is_closed_with_4408() {
         Ok(Some(4408)),
         "the idle socket was not closed with 4408"
     );
+}
+
+/// Every product of the tenant, deactivated ones included (as staff).
+async fn product_count(app: &crate::helpers::TestApp) -> serde_json::Value {
+    let count = app
+        .data(
+            Some(&app.staff()),
+            "{ products(filter: {includeInactive: true}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    count["products"]["totalCount"].clone()
+}
+
+/// A graphql-transport-ws socket to `app`, nothing sent yet.
+async fn ws_connect(
+    app: &crate::helpers::TestApp,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/graphql/ws", app.addr)
+        .into_client_request()
+        .unwrap_or_else(|e| panic!("{e}"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws"
+            .parse()
+            .unwrap_or_else(|_| unreachable!()),
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .unwrap_or_else(|e| panic!("ws connect: {e}"));
+    socket
 }
