@@ -8,6 +8,7 @@ mod playground;
 pub mod rate_limit;
 mod reject;
 mod response_cache;
+mod socket;
 
 use crate::auth::JwtKeys;
 use crate::cache::Cache;
@@ -105,7 +106,7 @@ pub fn router(state: AppState) -> Router {
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
-        .route("/graphql/ws", get(graphql::ws_handler))
+        .route("/graphql/ws", get(socket::ws_handler))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn(move |request, next| {
