@@ -40,6 +40,9 @@ pub struct Principal {
     pub tenant: TenantId,
     pub subject: String,
     pub role: Role,
+    /// When the token stops being valid (Unix seconds): a WebSocket opened with it is
+    /// closed then.
+    pub expires_at: i64,
 }
 
 impl Principal {
@@ -120,6 +123,7 @@ impl JwtKeys {
             tenant,
             subject: claims.sub,
             role: claims.role,
+            expires_at: claims.exp,
         })
     }
 

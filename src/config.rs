@@ -275,6 +275,27 @@ pub struct Settings {
     )]
     pub ws_init_timeout_ms: u64,
 
+    /// How often the server pings an open WebSocket; a peer that sends nothing (not even
+    /// the pong) for two intervals is gone and its socket is closed.
+    #[arg(
+        long,
+        env = "WS_KEEPALIVE_MS",
+        value_name = "WS_KEEPALIVE_MS",
+        default_value_t = 15_000,
+        global = true
+    )]
+    pub ws_keepalive_ms: u64,
+
+    /// Most subscriptions one WebSocket runs at once.
+    #[arg(
+        long,
+        env = "WS_MAX_SUBSCRIPTIONS",
+        value_name = "WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub ws_max_subscriptions: usize,
+
     /// Most persisted queries (APQ) the in-process store keeps (without Redis).
     #[arg(
         long,
@@ -511,6 +532,12 @@ impl Settings {
         }
         if !(1..=600_000).contains(&self.ws_init_timeout_ms) {
             bail!("WS_INIT_TIMEOUT_MS must be between 1 and 600000");
+        }
+        if !(100..=600_000).contains(&self.ws_keepalive_ms) {
+            bail!("WS_KEEPALIVE_MS must be between 100 and 600000");
+        }
+        if !(1..=1_000).contains(&self.ws_max_subscriptions) {
+            bail!("WS_MAX_SUBSCRIPTIONS must be between 1 and 1000");
         }
         if self.max_body_bytes < 1024 {
             bail!("MAX_BODY_BYTES must be at least 1024");

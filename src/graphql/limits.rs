@@ -9,6 +9,7 @@
 //! async-graphql then computes the real complexity (lists weighted by `first`/`limit`,
 //! see the `complexity` attributes on list fields) and depth during validation; its
 //! errors for those carry no code, so the `validation` hook adds `QUERY_TOO_COMPLEX`.
+use super::socket_budget::{SocketBudget, SubscriptionSlot};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
     NextValidation,
@@ -18,7 +19,7 @@ use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult, Va
 use async_graphql::{Variables, parser};
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub const TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
 
@@ -121,6 +122,14 @@ fn parse_error(err: parser::Error) -> ServerError {
     }
 }
 
+/// Parses a document and measures it against `limits`, as every request's document is
+/// before validation; public so that the fuzz targets measure what the server measures.
+pub fn measure_document(query: &str, limits: &Limits) -> ServerResult<ExecutableDocument> {
+    let doc = parser::parse_query(query).map_err(parse_error)?;
+    super::measure::check(&doc, limits)?;
+    Ok(doc)
+}
+
 /// Adds the code to async-graphql's own limit errors (depth, complexity, recursion).
 fn tag_limit_error(mut err: ServerError) -> ServerError {
     let is_limit = err.extensions.is_none()
@@ -139,11 +148,19 @@ pub struct QueryLimits(pub Limits);
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestLimits(self.0))
+        Arc::new(RequestLimits {
+            limits: self.0,
+            subscription: Mutex::default(),
+        })
     }
 }
 
-struct RequestLimits(Limits);
+/// One operation's limits. The extension lives as long as the operation's response
+/// stream, so a subscription's slot on its socket is held here until the stream ends.
+struct RequestLimits {
+    limits: Limits,
+    subscription: Mutex<Option<SubscriptionSlot>>,
+}
 
 #[async_trait::async_trait]
 impl Extension for RequestLimits {
@@ -153,16 +170,22 @@ impl Extension for RequestLimits {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        // An operation on a WebSocket is refused by the rate limit before it costs a parse.
+        let socket = ctx.data_opt::<SocketBudget>();
+        if let Some(budget) = socket {
+            budget.admit()?;
+        }
         let operation_name = request.operation_name.clone();
         // A persisted query arrives parsed (and with an empty `query`); any other is
         // parsed here, once: async-graphql reuses the document.
-        if !request.query.is_empty() {
-            let doc = parser::parse_query(&request.query).map_err(parse_error)?;
+        if request.query.is_empty() {
+            super::measure::check(request.parsed_query()?, &self.limits)?;
+        } else {
+            let doc = measure_document(&request.query, &self.limits)?;
             request.set_parsed_query(doc);
         }
         let kind = {
             let doc = request.parsed_query()?;
-            super::measure::check(doc, &self.0)?;
             crate::cache::selected_operation(doc, operation_name.as_deref()).map(|op| op.node.ty)
         };
         let trace = request
@@ -174,6 +197,14 @@ impl Extension for RequestLimits {
             if trace.read_only && kind == OperationType::Mutation {
                 trace.refused_mutation.store(true, Ordering::Relaxed);
                 return Err(coded("mutations must be sent with POST", "BAD_USER_INPUT"));
+            }
+        }
+        if let Some(budget) = socket
+            && kind == Some(OperationType::Subscription)
+        {
+            let slot = budget.open_subscription()?;
+            if let Ok(mut held) = self.subscription.lock() {
+                *held = Some(slot);
             }
         }
         next.run(ctx, request).await

@@ -10,6 +10,7 @@ mod mutation;
 mod orders;
 mod people;
 pub mod schema;
+pub mod socket_budget;
 mod stats;
 mod types;
 
@@ -17,3 +18,4 @@ pub use apq::ApqStore;
 pub use context::{RequestContext, Services};
 pub use limits::OperationTrace;
 pub use schema::{AppSchema, Limits};
+pub use socket_budget::SocketBudget;

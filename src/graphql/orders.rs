@@ -5,6 +5,7 @@ use super::types::{
     parse_opt_id, saga_connection,
 };
 use crate::checkout::accept::{self, Request};
+use crate::checkout::events;
 use crate::checkout::model::{OrderStatus, PaymentMethod, SagaStatus};
 use crate::checkout::queue::{self, QueueStats};
 use crate::domain::{EntityId, Quantity};
@@ -12,7 +13,6 @@ use crate::error::{AppError, AppResult, GqlResultExt};
 use crate::services::{PageRequest, orders};
 use async_graphql::{Context, ID, InputObject, Object, Subscription};
 use futures_util::Stream;
-use std::time::Duration;
 
 #[derive(Debug, InputObject)]
 pub struct CheckoutInput {
@@ -185,10 +185,6 @@ impl OrdersMutation {
 #[derive(Default)]
 pub struct Subscription;
 
-/// How often a subscriber re-reads the saga even without an event, so a lost event
-/// (Redis restarting) delays an update instead of losing it.
-const POLL: Duration = Duration::from_millis(1000);
-
 #[Subscription]
 impl Subscription {
     /// The saga's current state at once, then every transition; ends when terminal.
@@ -211,14 +207,13 @@ impl Subscription {
             let terminal = |s: &crate::db::entities::sagas::Model| SagaStatus::parse(&s.status).is_some_and(SagaStatus::is_terminal);
             yield Saga(last.clone());
             let mut last_steps = step_signature(&services.db, id).await;
+            // Pushed, not polled: the saga is read again only when an event names it,
+            // or when events may have been missed (a resync, or this receiver lagged).
             while !terminal(&last) {
-                tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(changed) if !changed.contains(&id.get()) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                        _ => {}
-                    },
-                    () = tokio::time::sleep(POLL) => {}
+                match events.recv().await {
+                    Ok(changed) if !events::is_resync(&changed) && !changed.contains(&id.get()) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    _ => {}
                 }
                 let Ok(Some(current)) = orders::saga(&services.db, &actor, id).await else { break };
                 let steps = step_signature(&services.db, id).await;

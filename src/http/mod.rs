@@ -51,6 +51,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a WebSocket may wait before its first message.
     pub ws_init_timeout: Duration,
+    /// How often an open WebSocket is pinged.
+    pub ws_keepalive: Duration,
+    pub ws_max_subscriptions: usize,
     /// Most operations in one batched request.
     pub max_batch: usize,
     /// `*`, a list of origins, or empty for no CORS headers.
@@ -67,6 +70,8 @@ impl HttpConfig {
             }),
             max_body_bytes: settings.max_body_bytes,
             ws_init_timeout: Duration::from_millis(settings.ws_init_timeout_ms),
+            ws_keepalive: Duration::from_millis(settings.ws_keepalive_ms),
+            ws_max_subscriptions: settings.ws_max_subscriptions,
             max_batch: settings.query_max_batch,
             cors_allowed_origins: settings.cors_origins(),
         }
@@ -106,7 +111,7 @@ pub fn router(state: AppState) -> Router {
             "/graphql",
             get(graphql::get_handler).post(graphql::post_handler),
         )
-        .route("/graphql/ws", get(socket::ws_handler))
+        .route(socket::PATH, get(socket::ws_handler))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn(move |request, next| {

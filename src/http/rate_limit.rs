@@ -97,11 +97,19 @@ impl Limiter {
 
     /// Takes a token from the client's bucket, or says why not.
     pub fn admit<B>(&self, request: &Request<B>) -> Result<Admitted, Refused> {
-        let key = self
-            .clients
-            .extract(request)
-            .map_err(|_| Refused::Unidentified)?;
-        match self.buckets.check_key(&key) {
+        let key = self.client(request).ok_or(Refused::Unidentified)?;
+        self.admit_client(&key)
+    }
+
+    /// The bucket `request` draws from; `None` without a peer address.
+    pub fn client<B>(&self, request: &Request<B>) -> Option<IpAddr> {
+        self.clients.extract(request).ok()
+    }
+
+    /// Takes a token from `client`'s bucket: each operation on a WebSocket draws from
+    /// the bucket of the request that opened it.
+    pub fn admit_client(&self, key: &IpAddr) -> Result<Admitted, Refused> {
+        match self.buckets.check_key(key) {
             Ok(state) => Ok(Admitted {
                 remaining: state.remaining_burst_capacity(),
             }),
@@ -128,6 +136,16 @@ pub enum Refused {
     Unidentified,
 }
 
+impl Refused {
+    /// Whole seconds until the client's bucket has a token again.
+    pub fn retry_secs(&self) -> u64 {
+        match self {
+            Refused::TooSoon { wait, .. } => retry_secs(*wait),
+            Refused::Unidentified => 1,
+        }
+    }
+}
+
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let (wait, limit) = match self {
@@ -142,12 +160,11 @@ impl IntoResponse for Refused {
             }
         };
         telemetry::rate_limited();
-        // Whole seconds, rounded up: a client that waits `Retry-After` finds a token.
-        let retry = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let retry = retry_secs(wait);
         let mut response = graphql_error(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
-            &format!("too many requests: retry in {retry} s"),
+            &too_many(retry),
         );
         let headers = response.headers_mut();
         headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
@@ -156,6 +173,16 @@ impl IntoResponse for Refused {
         headers.insert(REMAINING, HeaderValue::from_static("0"));
         response
     }
+}
+
+/// Whole seconds, rounded up: a client that waits `Retry-After` finds a token.
+pub fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The message of every rate-limit refusal, over HTTP and WebSocket alike.
+pub fn too_many(retry_secs: u64) -> String {
+    format!("too many requests: retry in {retry_secs} s")
 }
 
 /// The rate-limit key: the client IP as described in the module docs.

@@ -1,6 +1,7 @@
 //! Refusals made outside the GraphQL handler (rate limit, body size) still answer with a
 //! GraphQL-shaped body, so a client reads them like any other error.
 use super::rate_limit::Limiter;
+use super::socket;
 use crate::telemetry;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -43,7 +44,7 @@ async fn oversize_body(limit: usize, request: Request, next: Next) -> Response {
 pub async fn guard(
     limiter: Option<Arc<Limiter>>,
     max_body_bytes: usize,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(limiter) = limiter else {
@@ -53,6 +54,15 @@ pub async fn guard(
         Ok(admitted) => admitted,
         Err(refused) => return refused.into_response(),
     };
+    // A WebSocket's operations draw from the bucket of the request that opened it.
+    if request.uri().path() == socket::PATH
+        && let Some(client) = limiter.client(&request)
+    {
+        let limiter = limiter.clone();
+        request
+            .extensions_mut()
+            .insert(socket::SocketClient { limiter, client });
+    }
     let mut response = oversize_body(max_body_bytes, request, next).await;
     limiter.annotate(admitted, response.headers_mut());
     response

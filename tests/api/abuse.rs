@@ -349,66 +349,6 @@ async fn expired_idempotency_records_are_purged() {
     assert_eq!(left, vec!["new".to_owned()]);
 }
 
-#[tokio::test]
-async fn a_websocket_message_larger_than_an_http_body_closes_the_socket() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let app = spawn_app().await;
-    let mut socket = ws_connect(&app).await;
-    let init = json!({"type": "connection_init", "payload": {}});
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let huge = format!(
-        "{{ __typename {} }}",
-        " ".repeat(app.settings.max_body_bytes)
-    );
-    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": huge}});
-    // The server may close while the client is still writing.
-    let _ = socket
-        .send(Message::Text(subscribe.to_string().into()))
-        .await;
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            match socket.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
-                Some(Ok(Message::Text(text))) => {
-                    assert!(!text.contains("\"next\""), "the huge operation ran: {text}");
-                }
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert_eq!(closed, Ok(true), "the socket stayed open");
-}
-
-#[tokio::test]
-async fn a_websocket_that_never_initialises_is_closed_with_4408() {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    let mut settings = crate::helpers::test_settings().await;
-    settings.ws_init_timeout_ms = 300;
-    let app = crate::helpers::spawn_with(settings).await;
-    let mut socket = ws_connect(&app).await;
-    let close = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert_eq!(
-        close,
-        Ok(Some(4408)),
-        "the idle socket was not closed with 4408"
-    );
-}
-
 /// Every product of the tenant, deactivated ones included (as staff).
 async fn product_count(app: &crate::helpers::TestApp) -> serde_json::Value {
     let count = app
@@ -419,24 +359,4 @@ async fn product_count(app: &crate::helpers::TestApp) -> serde_json::Value {
         )
         .await;
     count["products"]["totalCount"].clone()
-}
-
-/// A graphql-transport-ws socket to `app`, nothing sent yet.
-async fn ws_connect(
-    app: &crate::helpers::TestApp,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/graphql/ws", app.addr)
-        .into_client_request()
-        .unwrap_or_else(|e| panic!("{e}"));
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws"
-            .parse()
-            .unwrap_or_else(|_| unreachable!()),
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .unwrap_or_else(|e| panic!("ws connect: {e}"));
-    socket
 }

@@ -107,6 +107,8 @@ pub async fn test_settings() -> Settings {
         query_max_batch: 10,
         max_body_bytes: 256 * 1024,
         ws_init_timeout_ms: 10_000,
+        ws_keepalive_ms: 15_000,
+        ws_max_subscriptions: 20,
         apq_max_entries: 1_000,
         apq_ttl: 86_400,
         log_format: LogFormat::Text,

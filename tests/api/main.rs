@@ -1,6 +1,7 @@
 //! Black-box tests over a real socket. They run on SQLite + in-process cache by default,
 //! and on PostgreSQL + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set.
 mod abuse;
+mod abuse_websocket;
 mod auth;
 mod books;
 mod cache;
@@ -17,3 +18,4 @@ mod redis;
 mod redis_process;
 mod saga_helpers;
 mod stats;
+mod ws;

@@ -239,3 +239,58 @@ async fn reads_go_to_replicas_stay_fresh_after_writes_and_survive_a_dead_replica
         assert_eq!(seen["data"]["product"]["price"], price);
     }
 }
+
+#[tokio::test]
+async fn saga_events_published_while_redis_was_down_reach_subscribers_on_another_instance() {
+    use crate::saga_helpers::{PLACE, place_input};
+    use crate::ws::Socket;
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let port = free_port();
+    let mut redis = RedisProcess::start(port, None).await;
+    let mut api_settings = test_settings().await;
+    if api_settings.database_url.as_deref() == Some("sqlite::memory:") {
+        let file = std::env::temp_dir().join(format!("shop-events-{}.db", rand::random::<u32>()));
+        api_settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
+    }
+    api_settings.redis_url = Some(redis.url());
+    api_settings.worker_concurrency = 0;
+    let mut worker_settings = api_settings.clone();
+    worker_settings.worker_concurrency = 1;
+    // Long enough for the subscription to start before the saga finishes.
+    worker_settings.payment_latency_ms = 1_000;
+    let api = spawn_with(api_settings).await;
+    let worker = spawn_with(worker_settings).await;
+    let product = api.create_product("MUG", "Mug", "7.50", 10).await;
+    let customer = api.create_customer("Ana", "ana@example.com").await;
+    let token = api.customer(customer);
+
+    // Every transition of this saga happens while Redis cannot carry its event.
+    redis.kill();
+    let accepted = api
+        .data(Some(&token), PLACE, place_input(&product, 1, "tok_visa"))
+        .await;
+    let id = accepted["placeOrder"]["id"].clone();
+    let mut socket = Socket::ready(&api, Some(&token)).await;
+    let updates = "subscription($id: ID!) { sagaUpdates(id: $id) { status } }";
+    socket.subscribe("1", updates, json!({"id": id})).await;
+    let first = socket.next_message().await;
+    let first = first["payload"]["data"]["sagaUpdates"]["status"].clone();
+    assert!(first == "PENDING" || first == "RUNNING", "{first}");
+    let saga = "query($id: ID!) { saga(id: $id) { status } }";
+    eventually("the worker to finish the saga", || async {
+        let done = worker.data(Some(&token), saga, json!({"id": id})).await;
+        done["saga"]["status"] == "COMPLETED"
+    })
+    .await;
+
+    // Nothing polls: the subscriber hears of it once Redis is back.
+    redis.restart().await;
+    let mut last = Value::Null;
+    while last != "COMPLETED" {
+        let update = socket.next_message().await;
+        assert_eq!(update["type"], "next", "{update}");
+        last = update["payload"]["data"]["sagaUpdates"]["status"].clone();
+    }
+}
