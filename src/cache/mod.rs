@@ -152,16 +152,16 @@ impl Cache {
         let found = match self.0.backend.get(slot.tenant, slot.key).await {
             Ok(found) => found,
             Err(_) => {
-                self.0.stats.error(slot.module);
+                self.0.stats.error(slot.tenant, slot.module);
                 return Lookup::Bypass;
             }
         };
         if let Some(value) = found.entry.as_deref().and_then(decode) {
-            self.0.stats.hit(slot.module);
+            self.0.stats.hit(slot.tenant, slot.module);
             tracing::debug!(key = slot.key, "cache hit");
             return Lookup::Hit(value, found.tags);
         }
-        self.0.stats.miss(slot.module);
+        self.0.stats.miss(slot.tenant, slot.module);
         tracing::debug!(key = slot.key, "cache miss");
         let seq = found.seq;
         let joined = match self.join_or_lead(slot.key, seq) {
@@ -253,15 +253,15 @@ impl Cache {
             Ok(Found {
                 entry: Some(bytes), ..
             }) => {
-                self.0.stats.hit(slot.module);
+                self.0.stats.hit(slot.tenant, slot.module);
                 RawLookup::Hit(bytes)
             }
             Ok(found) => {
-                self.0.stats.miss(slot.module);
+                self.0.stats.miss(slot.tenant, slot.module);
                 RawLookup::Miss(found.seq)
             }
             Err(_) => {
-                self.0.stats.error(slot.module);
+                self.0.stats.error(slot.tenant, slot.module);
                 RawLookup::Bypass
             }
         }
@@ -283,14 +283,14 @@ impl Cache {
             .await
         {
             Ok(true) => {
-                self.0.stats.set(slot.module);
+                self.0.stats.set(slot.tenant, slot.module);
                 tracing::debug!(key = slot.key, ttl = ttl.as_secs(), "cache set");
             }
             Ok(false) => tracing::debug!(
                 key = slot.key,
                 "cache set refused: invalidated while loading"
             ),
-            Err(_) => self.0.stats.error(slot.module),
+            Err(_) => self.0.stats.error(slot.tenant, slot.module),
         }
     }
 
@@ -310,12 +310,12 @@ impl Cache {
         }
         match self.0.backend.invalidate(tenant, tags).await {
             Ok(dropped) => {
-                self.0.stats.invalidated(tags, dropped);
+                self.0.stats.invalidated(tenant, tags, dropped);
                 tracing::debug!(tenant = %tenant, ?tags, dropped, "cache invalidate");
                 dropped
             }
             Err(_) => {
-                self.0.stats.error("invalidate");
+                self.0.stats.error(tenant, "invalidate");
                 self.defer_invalidation(tenant, tags);
                 0
             }
@@ -373,8 +373,9 @@ impl Cache {
             .unwrap_or_default()
     }
 
-    pub fn stats(&self) -> CacheStatsSnapshot {
-        self.0.stats.snapshot(self.backend_state())
+    /// `tenant`'s hits, misses, sets, errors and invalidations.
+    pub fn stats(&self, tenant: &TenantId) -> CacheStatsSnapshot {
+        self.0.stats.snapshot(tenant, self.backend_state())
     }
 }
 

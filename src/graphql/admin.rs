@@ -31,11 +31,13 @@ pub struct AdminQuery;
 
 #[Object]
 impl AdminQuery {
-    /// ADMIN: hits, misses, sets, invalidations and errors, overall and per module.
+    /// ADMIN: this tenant's hits, misses, sets, invalidations and errors, overall and per
+    /// module.
     async fn cache_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CacheStats> {
-        ctx.actor()?.require_admin().gql()?;
+        let actor = ctx.actor()?;
+        actor.require_admin().gql()?;
         let cache = &services(ctx)?.cache;
-        let snapshot = cache.stats();
+        let snapshot = cache.stats(&actor.tenant);
         Ok(CacheStats {
             hits: snapshot.overall.hits,
             misses: snapshot.overall.misses,

@@ -360,3 +360,37 @@ async fn product_count(app: &crate::helpers::TestApp) -> serde_json::Value {
         .await;
     count["products"]["totalCount"].clone()
 }
+
+#[tokio::test]
+async fn cache_stats_count_only_the_callers_tenant() {
+    let app = spawn_app().await;
+    let rival = crate::helpers::tenant("rival");
+    shopgraph::services::customers::ensure_tenant(&app.db, &rival, "Rival")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let products = "{ products(first: 5) { totalCount } }";
+    for _ in 0..3 {
+        app.gql_with(None, &[("x-tenant", "rival")], products, json!({}))
+            .await;
+    }
+    let stats = "{ cacheStats { hits misses sets } }";
+    let theirs = app
+        .data(
+            Some(&app.token_in("rival", shopgraph::auth::Role::Admin, "1")),
+            stats,
+            json!({}),
+        )
+        .await;
+    // Two repeats hit (the whole response), the first request missed.
+    let counted = &theirs["cacheStats"];
+    assert!(
+        counted["hits"].as_u64() >= Some(2) && counted["misses"].as_u64() >= Some(1),
+        "{theirs}"
+    );
+    let ours = app.data(Some(&app.admin()), stats, json!({})).await;
+    assert_eq!(
+        ours["cacheStats"],
+        json!({"hits": 0, "misses": 0, "sets": 0}),
+        "another tenant's traffic counted: {ours}"
+    );
+}

@@ -132,6 +132,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings) -> TestApp {
+    record_server_panics();
     let app = App::build(settings.clone())
         .await
         .unwrap_or_else(|e| panic!("build app: {e:#}"));
@@ -150,6 +151,42 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
         settings,
         db,
     }
+}
+
+/// With `SERVER_PANIC_LOG` set (`.ci/run` sets it), every panic raised outside the
+/// tests' own code (in the server or a library it calls) is appended to that file, and
+/// `.ci/run` fails when the file is not empty after the suite: the server answers a
+/// panicking request with `INTERNAL`, so only this log shows that one happened.
+fn record_server_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let Some(path) = std::env::var_os("SERVER_PANIC_LOG") else {
+            return;
+        };
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info.location();
+            let in_tests = location.is_some_and(|l| l.file().starts_with("tests/"));
+            if !in_tests {
+                use std::io::Write;
+                let thread = std::thread::current();
+                let line = format!(
+                    "{} at {}: {}\n",
+                    thread.name().unwrap_or("?"),
+                    location.map_or_else(|| "?".to_owned(), ToString::to_string),
+                    info.payload_as_str().unwrap_or("(no message)"),
+                );
+                if let Ok(mut file) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                {
+                    let _ = file.write_all(line.as_bytes());
+                }
+            }
+            previous(info);
+        }));
+    });
 }
 
 pub fn tenant(name: &str) -> TenantId {
