@@ -174,7 +174,11 @@ fn record_server_panics() {
                     "{} at {}: {}\n",
                     thread.name().unwrap_or("?"),
                     location.map_or_else(|| "?".to_owned(), ToString::to_string),
-                    info.payload_as_str().unwrap_or("(no message)"),
+                    info.payload()
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(no message)"),
                 );
                 if let Ok(mut file) = std::fs::OpenOptions::new()
                     .create(true)
