@@ -181,6 +181,8 @@ impl StatsQuery {
 
     /// STAFF/ADMIN: new customers per month, most active customers, repeat-purchase rate.
     async fn customer_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CustomerStats> {
+        // New customers per month change with every sign-up, not only with orders.
+        record_tag(|| tags::CUSTOMERS.to_owned());
         let found = stats::customers(ctx.db()?, ctx.actor()?).await.gql()?;
         Ok(CustomerStats {
             new_customers_per_month: found

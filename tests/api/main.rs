@@ -17,5 +17,6 @@ mod recovery;
 mod redis;
 mod redis_process;
 mod saga_helpers;
+mod stale_reads;
 mod stats;
 mod ws;

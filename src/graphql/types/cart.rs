@@ -1,7 +1,7 @@
 use super::{Customer, Product, db_error, id};
 use crate::cache::record_tag;
 use crate::db::entities::{cart_items, products};
-use crate::domain::Money;
+use crate::domain::{EntityId, Money};
 use crate::error::AppError;
 use crate::graphql::context::ContextExt;
 use crate::services::cart::CartView;
@@ -42,7 +42,7 @@ impl Cart {
             .map_err(db_error)?;
         Ok(lines
             .into_iter()
-            .map(|(item, product)| CartLine { item, product })
+            .map(|(item, product)| CartLine::new(item, product))
             .collect())
     }
 }
@@ -92,6 +92,12 @@ pub struct CartLine {
 }
 
 impl CartLine {
+    /// A line's price and total are its product's, whether or not `product` is selected.
+    fn new(item: cart_items::Model, product: products::Model) -> Self {
+        record_tag(|| tags::product(EntityId::from_db(product.id)));
+        Self { item, product }
+    }
+
     fn line_money(&self) -> Money {
         Money::from_cents(self.product.price_cents).times(self.item.quantity)
     }

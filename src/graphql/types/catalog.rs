@@ -126,10 +126,13 @@ impl ProductCount {
 
 pub type ProductConnection = Connection<String, Product, ProductCount>;
 
+/// A page of products, wherever it appears (the root list, a category's products): which
+/// products it holds changes whenever one is created, deleted, moved or (de)activated.
 pub fn product_connection(
     page: Page<products::Model>,
     filter: catalog::ProductFilter,
 ) -> ProductConnection {
+    record_tag(|| tags::PRODUCTS.to_owned());
     let mut connection = Connection::with_additional_fields(
         page.has_previous_page,
         page.has_next_page,
