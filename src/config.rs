@@ -275,6 +275,16 @@ pub struct Settings {
     )]
     pub ws_init_timeout_ms: u64,
 
+    /// A request still running after this long is answered 408 and dropped.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_MS",
+        value_name = "REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub request_timeout_ms: u64,
+
     /// How often the server pings an open WebSocket; a peer that sends nothing (not even
     /// the pong) for two intervals is gone and its socket is closed.
     #[arg(
@@ -532,6 +542,9 @@ impl Settings {
         }
         if !(1..=600_000).contains(&self.ws_init_timeout_ms) {
             bail!("WS_INIT_TIMEOUT_MS must be between 1 and 600000");
+        }
+        if !(100..=600_000).contains(&self.request_timeout_ms) {
+            bail!("REQUEST_TIMEOUT_MS must be between 100 and 600000");
         }
         if !(100..=600_000).contains(&self.ws_keepalive_ms) {
             bail!("WS_KEEPALIVE_MS must be between 100 and 600000");

@@ -304,10 +304,23 @@ impl Cache {
     }
 
     /// Drops every entry of `tenant` tagged with one of `tags`; returns how many.
+    ///
+    /// Runs in a task of its own, which the caller awaits: a request dropped after its
+    /// commit (the client went away, the request timed out) must not take the
+    /// invalidation (or its deferral while the backend is unreachable) with it.
     pub async fn invalidate(&self, tenant: &TenantId, tags: &[String]) -> u64 {
         if tags.is_empty() {
             return 0;
         }
+        let cache = self.clone();
+        let tenant = tenant.clone();
+        let tags = tags.to_vec();
+        tokio::spawn(async move { cache.invalidate_now(&tenant, &tags).await })
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn invalidate_now(&self, tenant: &TenantId, tags: &[String]) -> u64 {
         match self.0.backend.invalidate(tenant, tags).await {
             Ok(dropped) => {
                 self.0.stats.invalidated(tenant, tags, dropped);

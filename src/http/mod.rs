@@ -51,6 +51,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a WebSocket may wait before its first message.
     pub ws_init_timeout: Duration,
+    /// How long a request may run before it is answered 408 and dropped.
+    pub request_timeout: Duration,
     /// How often an open WebSocket is pinged.
     pub ws_keepalive: Duration,
     pub ws_max_subscriptions: usize,
@@ -71,6 +73,7 @@ impl HttpConfig {
             max_body_bytes: settings.max_body_bytes,
             ws_init_timeout: Duration::from_millis(settings.ws_init_timeout_ms),
             ws_keepalive: Duration::from_millis(settings.ws_keepalive_ms),
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
             ws_max_subscriptions: settings.ws_max_subscriptions,
             max_batch: settings.query_max_batch,
             cors_allowed_origins: settings.cors_origins(),
@@ -126,7 +129,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
+            state.http.request_timeout,
         ));
     // Outermost: preflights are answered before the rate limiter, and refusals (429,
     // 413) carry the CORS headers a browser needs to read them.

@@ -108,6 +108,7 @@ pub async fn test_settings() -> Settings {
         max_body_bytes: 256 * 1024,
         ws_init_timeout_ms: 10_000,
         ws_keepalive_ms: 15_000,
+        request_timeout_ms: 30_000,
         ws_max_subscriptions: 20,
         apq_max_entries: 1_000,
         apq_ttl: 86_400,
