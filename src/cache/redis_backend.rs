@@ -65,6 +65,10 @@ struct Replica {
 
 struct Shared {
     primary: ConnectionManager,
+    /// Invalidations, each followed by `WAIT`, which holds up every later command of its
+    /// connection: on a connection of their own, a replica slow to acknowledge delays
+    /// only other invalidations, never reads or fills.
+    invalidations: ConnectionManager,
     replicas: Vec<Replica>,
     next_replica: AtomicUsize,
     /// Replica reads are off until the health check sees every replica caught up.
@@ -104,6 +108,7 @@ impl RedisBackend {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let backend = Self(Arc::new(Shared {
             primary: manager(primary)?,
+            invalidations: manager(primary)?,
             replicas,
             next_replica: AtomicUsize::new(0),
             replicas_trusted: AtomicBool::new(true),
@@ -217,7 +222,8 @@ impl RedisBackend {
             invocation.key(self.tag_seq_key(tenant, tag));
         }
         invocation.arg(TAG_SEQ_TTL_SECS);
-        let mut conn = self.0.primary.clone();
+        // WAIT counts the writes of its own connection: it must follow the script there.
+        let mut conn = self.0.invalidations.clone();
         let dropped: u64 = self.observe(invocation.invoke_async(&mut conn).await)?;
         self.wait_for_replicas(&mut conn).await;
         Ok(dropped)
