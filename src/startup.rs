@@ -256,6 +256,7 @@ pub fn build_cache(settings: &Settings) -> anyhow::Result<Cache> {
                 url,
                 &settings.redis_replica_urls,
                 &settings.cache_key_prefix,
+                policy.longest_ttl(),
             )
             .context("REDIS_URL")?,
         ),

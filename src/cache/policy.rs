@@ -102,6 +102,19 @@ impl CachePolicy {
         modules.into_iter()
     }
 
+    /// The longest any entry may live: the longest module TTL (or the negative TTL), with
+    /// its jitter.
+    pub fn longest_ttl(&self) -> Duration {
+        let longest = self
+            .fields
+            .values()
+            .map(|f| f.ttl)
+            .chain([self.negative_ttl])
+            .max()
+            .unwrap_or_default();
+        longest + longest * u32::from(self.jitter_percent) / 100
+    }
+
     /// `ttl` plus up to `jitter_percent` more, so entries written together do not all
     /// expire together.
     pub fn jittered(&self, ttl: Duration) -> Duration {

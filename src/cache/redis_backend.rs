@@ -18,11 +18,37 @@ use std::time::Duration;
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const REPLICA_ACK_TIMEOUT_MS: u64 = 250;
-/// How long a tag's last-invalidation sequence is remembered; longer than any load.
-const TAG_SEQ_TTL_SECS: u64 = 7_200;
 
-/// Stores an entry unless one of its tags was invalidated after the reader's sequence.
-/// KEYS: entry, tag-seq keys (n), tag-set keys (n). ARGV: payload, ttl ms, seq.
+/// Reads an entry and tells whether it is still valid: an entry remembers the tenant
+/// sequence its value was read at (`fill`), and a tag invalidated later than that
+/// (`tagseq:{tag}` > fill) makes it stale. Invalidating is then O(1) in the number of
+/// entries (one key per tag), and a stale entry simply waits for its TTL.
+/// The tag keys are derived here from the entry's header, so the script touches keys
+/// it is not given: they share the entry's tenant, which a cluster layout must keep on
+/// one slot.
+/// KEYS: entry, tenant seq. ARGV: tag-seq key prefix. Returns {entry or false, seq}.
+const GET_SCRIPT: &str = r"
+local entry = redis.call('GET', KEYS[1])
+local seq = redis.call('GET', KEYS[2])
+if not entry then return {false, seq} end
+local newline = string.find(entry, '\n', 1, true)
+if not newline then return {false, seq} end
+local header = string.sub(entry, 1, newline - 1)
+local bar = string.find(header, '|', 1, true)
+if not bar then return {false, seq} end
+local fill = tonumber(string.sub(header, 1, bar - 1))
+local tags = string.sub(header, bar + 1)
+if fill == nil then return {false, seq} end
+for tag in string.gmatch(tags, '[^,]+') do
+  local invalidated = redis.call('GET', ARGV[1] .. tag)
+  if invalidated and tonumber(invalidated) > fill then return {false, seq} end
+end
+return {entry, seq}
+";
+
+/// Stores an entry unless one of its tags was invalidated after the reader's sequence,
+/// and counts it under each of its tags (the count `invalidate` reports).
+/// KEYS: entry, tag-seq keys (n), tag-count keys (n). ARGV: payload, ttl ms, seq.
 const SET_SCRIPT: &str = r"
 local n = (#KEYS - 1) / 2
 local seq = tonumber(ARGV[3])
@@ -33,26 +59,25 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local keep = math.floor(tonumber(ARGV[2]) / 1000) + 60
 for i = 1, n do
-  local set = KEYS[1 + n + i]
-  redis.call('SADD', set, KEYS[1])
-  if redis.call('TTL', set) < keep then redis.call('EXPIRE', set, keep) end
+  local count = KEYS[1 + n + i]
+  redis.call('INCR', count)
+  if redis.call('TTL', count) < keep then redis.call('EXPIRE', count, keep) end
 end
 return 1
 ";
 
-/// Bumps the tenant's sequence, stamps each tag with it and drops the tag's entries.
-/// KEYS: tenant seq, tag-set keys (n), tag-seq keys (n). ARGV: tag-seq ttl.
+/// Bumps the tenant's sequence and stamps each tag with it: every entry filled before
+/// is stale from now on, whatever their number. Returns how many entries were stored
+/// under those tags since their last invalidation (an upper bound of the entries made
+/// stale: some may have expired already, and an entry under two of the tags counts twice).
+/// KEYS: tenant seq, tag-seq keys (n), tag-count keys (n). ARGV: tag-seq ttl.
 const INVALIDATE_SCRIPT: &str = r"
 local n = (#KEYS - 1) / 2
 local seq = redis.call('INCR', KEYS[1])
 local dropped = 0
 for i = 1, n do
-  local members = redis.call('SMEMBERS', KEYS[1 + i])
-  for j = 1, #members, 500 do
-    dropped = dropped + redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
-  end
-  redis.call('DEL', KEYS[1 + i])
-  redis.call('SET', KEYS[1 + n + i], seq, 'EX', ARGV[1])
+  redis.call('SET', KEYS[1 + i], seq, 'EX', ARGV[1])
+  dropped = dropped + (tonumber(redis.call('GETDEL', KEYS[1 + n + i])) or 0)
 end
 return dropped
 ";
@@ -75,6 +100,10 @@ struct Shared {
     replicas_trusted: AtomicBool,
     primary_up: AtomicBool,
     prefix: String,
+    /// How long a tag's invalidation is remembered: longer than any entry lives, so no
+    /// entry filled before it can outlive the memory of it.
+    tag_seq_ttl: Duration,
+    get_script: Script,
     set_script: Script,
     invalidate_script: Script,
 }
@@ -95,7 +124,13 @@ pub fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
 
 impl RedisBackend {
     /// Connects lazily: a Redis that is down at start means `degraded`, not a failed start.
-    pub fn connect(primary: &str, replicas: &[String], prefix: &str) -> anyhow::Result<Self> {
+    /// `longest_ttl`: the longest any entry may live.
+    pub fn connect(
+        primary: &str,
+        replicas: &[String],
+        prefix: &str,
+        longest_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let replicas = replicas
             .iter()
             .map(|url| {
@@ -114,6 +149,8 @@ impl RedisBackend {
             replicas_trusted: AtomicBool::new(true),
             primary_up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
+            tag_seq_ttl: longest_ttl + Duration::from_secs(60),
+            get_script: Script::new(GET_SCRIPT),
             set_script: Script::new(SET_SCRIPT),
             invalidate_script: Script::new(INVALIDATE_SCRIPT),
         }));
@@ -150,8 +187,12 @@ impl RedisBackend {
         format!("{}:t:{}:seq", self.0.prefix, tenant)
     }
 
-    fn tag_set_key(&self, tenant: &TenantId, tag: &str) -> String {
-        format!("{}:t:{}:tag:{}", self.0.prefix, tenant, tag)
+    fn tag_count_key(&self, tenant: &TenantId, tag: &str) -> String {
+        format!("{}:t:{}:tagcount:{}", self.0.prefix, tenant, tag)
+    }
+
+    fn tag_seq_prefix(&self, tenant: &TenantId) -> String {
+        format!("{}:t:{}:tagseq:", self.0.prefix, tenant)
     }
 
     fn tag_seq_key(&self, tenant: &TenantId, tag: &str) -> String {
@@ -171,10 +212,16 @@ impl RedisBackend {
     }
 
     pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Found, Unavailable> {
-        let keys = [key.to_owned(), self.seq_key(tenant)];
+        let mut invocation = self.0.get_script.key(key);
+        invocation
+            .key(self.seq_key(tenant))
+            .arg(self.tag_seq_prefix(tenant));
         if let Some(replica) = self.read_replica() {
             let mut conn = replica.conn.clone();
-            match conn.mget::<_, (Option<Vec<u8>>, Option<u64>)>(&keys).await {
+            match invocation
+                .invoke_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)
+                .await
+            {
                 Ok((entry, seq)) => return Ok(found(entry, seq)),
                 Err(err) => {
                     if replica.healthy.swap(false, Ordering::Relaxed) {
@@ -184,8 +231,11 @@ impl RedisBackend {
             }
         }
         let mut conn = self.0.primary.clone();
-        let (entry, seq) =
-            self.observe(conn.mget::<_, (Option<Vec<u8>>, Option<u64>)>(&keys).await)?;
+        let (entry, seq) = self.observe(
+            invocation
+                .invoke_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)
+                .await,
+        )?;
         Ok(found(entry, seq))
     }
 
@@ -203,9 +253,9 @@ impl RedisBackend {
             invocation.key(self.tag_seq_key(tenant, tag));
         }
         for tag in tags {
-            invocation.key(self.tag_set_key(tenant, tag));
+            invocation.key(self.tag_count_key(tenant, tag));
         }
-        let payload = encode(tags, &value);
+        let payload = encode(seq, tags, &value);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         invocation.arg(payload).arg(ttl_ms).arg(seq);
         let mut conn = self.0.primary.clone();
@@ -216,12 +266,12 @@ impl RedisBackend {
     pub async fn invalidate(&self, tenant: &TenantId, tags: &[String]) -> Result<u64, Unavailable> {
         let mut invocation = self.0.invalidate_script.key(self.seq_key(tenant));
         for tag in tags {
-            invocation.key(self.tag_set_key(tenant, tag));
-        }
-        for tag in tags {
             invocation.key(self.tag_seq_key(tenant, tag));
         }
-        invocation.arg(TAG_SEQ_TTL_SECS);
+        for tag in tags {
+            invocation.key(self.tag_count_key(tenant, tag));
+        }
+        invocation.arg(self.0.tag_seq_ttl.as_secs());
         // WAIT counts the writes of its own connection: it must follow the script there.
         let mut conn = self.0.invalidations.clone();
         let dropped: u64 = self.observe(invocation.invoke_async(&mut conn).await)?;
@@ -273,7 +323,7 @@ impl RedisBackend {
             while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
                 let Ok(key) = key else { break };
                 let kind = key.split(':').nth(3).unwrap_or_default();
-                if !matches!(kind, "seq" | "tag" | "tagseq") {
+                if !matches!(kind, "seq" | "tag" | "tagseq" | "tagcount") {
                     keys.push(key);
                 }
                 if keys.len() >= limit {
@@ -288,13 +338,37 @@ impl RedisBackend {
             pipe.get(&key).pttl(&key);
             let (payload, pttl): (Option<Vec<u8>>, i64) =
                 self.observe(pipe.query_async(&mut conn).await)?;
-            let Some(payload) = payload else { continue };
-            let (tags, value) = decode(&payload);
+            let Some(stored) = payload.as_deref().and_then(decode) else {
+                continue;
+            };
+            if self.is_stale(tenant, &stored, &mut conn).await? {
+                continue;
+            }
             let ttl = Duration::from_millis(u64::try_from(pttl).unwrap_or(0));
-            out.extend(describe(&key, &tags, value.len(), ttl));
+            out.extend(describe(&key, &stored.tags, stored.value.len(), ttl));
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Whether a tag of `stored` was invalidated after its value was read (what the read
+    /// script checks), so admins are not shown entries no read would serve.
+    async fn is_stale(
+        &self,
+        tenant: &TenantId,
+        stored: &Stored<'_>,
+        conn: &mut ConnectionManager,
+    ) -> Result<bool, Unavailable> {
+        if stored.tags.is_empty() {
+            return Ok(false);
+        }
+        let keys: Vec<String> = stored
+            .tags
+            .iter()
+            .map(|tag| self.tag_seq_key(tenant, tag))
+            .collect();
+        let seqs: Vec<Option<u64>> = self.observe(conn.mget(&keys).await)?;
+        Ok(seqs.into_iter().flatten().any(|seq| seq > stored.fill))
     }
 
     /// Every second: replicas that answer and are linked to the primary are used again.
@@ -333,38 +407,47 @@ impl RedisBackend {
 }
 
 fn found(entry: Option<Vec<u8>>, seq: Option<u64>) -> Found {
-    let decoded = entry.as_deref().map(decode);
+    let decoded = entry.as_deref().and_then(decode);
     Found {
         tags: decoded
             .as_ref()
-            .map(|(tags, _)| tags.clone())
+            .map(|stored| stored.tags.clone())
             .unwrap_or_default(),
-        entry: decoded.map(|(_, value)| value.to_vec()),
+        entry: decoded.map(|stored| stored.value.to_vec()),
         seq: seq.unwrap_or(0),
     }
 }
 
-/// An entry is stored as `tag,tag,…\n` followed by the JSON value, so `cacheEntries`
-/// can show its tags without a second key.
-fn encode(tags: &[String], value: &[u8]) -> Vec<u8> {
-    let mut payload = tags.join(",").into_bytes();
+/// A stored entry: the sequence its value was read at, its tags, the JSON value.
+struct Stored<'a> {
+    fill: u64,
+    tags: Vec<String>,
+    value: &'a [u8],
+}
+
+/// An entry is stored as `fill|tag,tag,…\n` followed by the JSON value: the read
+/// script checks the tags against `fill`, and `cacheEntries` shows them, without a
+/// second key.
+fn encode(fill: u64, tags: &[String], value: &[u8]) -> Vec<u8> {
+    let mut payload = format!("{fill}|{}", tags.join(",")).into_bytes();
     payload.push(b'\n');
     payload.extend_from_slice(value);
     payload
 }
 
-fn decode(payload: &[u8]) -> (Vec<String>, &[u8]) {
-    match payload.iter().position(|&b| b == b'\n') {
-        Some(split) => {
-            let tags = String::from_utf8_lossy(&payload[..split])
-                .split(',')
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect();
-            (tags, &payload[split + 1..])
-        }
-        None => (Vec::new(), payload),
-    }
+fn decode(payload: &[u8]) -> Option<Stored<'_>> {
+    let split = payload.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&payload[..split]).ok()?;
+    let (fill, tags) = header.split_once('|')?;
+    Some(Stored {
+        fill: fill.parse().ok()?,
+        tags: tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        value: &payload[split + 1..],
+    })
 }
 
 #[cfg(test)]
@@ -372,10 +455,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payload_round_trips_tags_and_value() {
-        let payload = encode(&["product:1".into(), "all".into()], br#"{"a":"1\n2"}"#);
-        let (tags, value) = decode(&payload);
-        assert_eq!(tags, vec!["product:1".to_owned(), "all".to_owned()]);
-        assert_eq!(value, br#"{"a":"1\n2"}"#);
+    fn payload_round_trips_fill_tags_and_value() {
+        let payload = encode(42, &["product:1".into(), "all".into()], br#"{"a":"1\n2"}"#);
+        let stored = decode(&payload).unwrap_or_else(|| panic!("undecodable"));
+        assert_eq!(stored.fill, 42);
+        assert_eq!(stored.tags, vec!["product:1".to_owned(), "all".to_owned()]);
+        assert_eq!(stored.value, br#"{"a":"1\n2"}"#);
+        assert!(decode(b"no header").is_none());
     }
 }

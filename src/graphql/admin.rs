@@ -113,7 +113,9 @@ pub struct AdminMutation;
 #[Object]
 impl AdminMutation {
     /// ADMIN: drops this tenant's entries of one module or one tag (e.g. `product:12`);
-    /// with no argument, the tenant's whole cache. Returns how many entries were dropped.
+    /// with no argument, the tenant's whole cache. Returns how many entries were dropped
+    /// (with Redis, an upper bound: the entries stored under those tags since they were
+    /// last invalidated, as invalidation does not walk the entries).
     async fn invalidate_cache(
         &self,
         ctx: &Context<'_>,

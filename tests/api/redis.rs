@@ -199,7 +199,10 @@ async fn reads_go_to_replicas_stay_fresh_after_writes_and_survive_a_dead_replica
     let app = spawn_with(settings).await;
     let id = app.create_product("MUG", "Mug", "7.00", 3).await;
     let q = "query($id: ID!) { product(id: $id) { price } }";
-    let (before_1, before_2) = (replica_1.calls("mget").await, replica_2.calls("mget").await);
+    let (before_1, before_2) = (
+        replica_1.calls("evalsha").await,
+        replica_2.calls("evalsha").await,
+    );
     for cents in 10..30 {
         let price = format!("7.{cents}");
         app.data(
@@ -217,11 +220,11 @@ async fn reads_go_to_replicas_stay_fresh_after_writes_and_survive_a_dead_replica
         }
     }
     assert!(
-        replica_1.calls("mget").await > before_1,
+        replica_1.calls("evalsha").await > before_1,
         "replica 1 served no reads"
     );
     assert!(
-        replica_2.calls("mget").await > before_2,
+        replica_2.calls("evalsha").await > before_2,
         "replica 2 served no reads"
     );
 
