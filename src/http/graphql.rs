@@ -3,6 +3,7 @@
 //! parse or validate), 405 for a mutation by GET, 406 when nothing in `Accept` is
 //! supported. `/graphql/ws` serves both WebSocket subprotocols.
 use super::AppState;
+use super::decode::{self, Format};
 use super::response_cache;
 use crate::auth::Actor;
 use crate::cache::CacheTrace;
@@ -22,46 +23,16 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
-const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-
 /// The `operation` label of requests refused before any operation was identified.
 const INVALID: &str = "invalid";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    GraphqlResponseJson,
-    Json,
-}
-
-impl Format {
-    fn content_type(self) -> &'static str {
-        match self {
-            Self::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
-            Self::Json => "application/json; charset=utf-8",
-        }
-    }
-}
-
 /// Picks the response media type from `Accept`; `None` means 406.
 fn negotiate(headers: &HeaderMap) -> Option<Format> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Some(Format::Json);
-    };
-    let mut json = false;
-    for item in accept.split(',') {
-        let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let refused = parts.any(|p| p.replace(' ', "") == "q=0");
-        if refused {
-            continue;
-        }
-        match media.as_str() {
-            GRAPHQL_RESPONSE_JSON => return Some(Format::GraphqlResponseJson),
-            "application/json" | "*/*" | "application/*" => json = true,
-            _ => {}
-        }
-    }
-    json.then_some(Format::Json)
+    decode::negotiate(header_str(headers, header::ACCEPT.as_str()))
+}
+
+fn refusal_response(format: Format, refused: &decode::Refusal) -> Response {
+    error_response(refused.status, format, &refused.error)
 }
 
 fn error_response(status: StatusCode, format: Format, err: &AppError) -> Response {
@@ -115,16 +86,9 @@ async fn get(state: AppState, headers: &HeaderMap, query: &str) -> (&'static str
     let Some(format) = negotiate(headers) else {
         return (INVALID, StatusCode::NOT_ACCEPTABLE.into_response());
     };
-    let request = match async_graphql::http::parse_query_string(query) {
+    let request = match decode::get_params(query) {
         Ok(request) => request,
-        Err(err) => {
-            let response = error_response(
-                StatusCode::BAD_REQUEST,
-                format,
-                &AppError::BadInput(err.to_string()),
-            );
-            return (INVALID, response);
-        }
+        Err(refused) => return (INVALID, refusal_response(format, &refused)),
     };
     execute(
         state,
@@ -151,40 +115,11 @@ async fn post(state: AppState, headers: &HeaderMap, body: &[u8]) -> (&'static st
     let Some(format) = negotiate(headers) else {
         return (INVALID, StatusCode::NOT_ACCEPTABLE.into_response());
     };
-    let is_json = header_str(headers, header::CONTENT_TYPE.as_str())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
-    if !is_json {
-        let response = error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format,
-            &AppError::BadInput("send the request as application/json".into()),
-        );
-        return (INVALID, response);
-    }
-    let batch = match serde_json::from_slice::<BatchRequest>(body) {
+    let content_type = header_str(headers, header::CONTENT_TYPE.as_str());
+    let batch = match decode::post_body(content_type, body, state.http.max_batch) {
         Ok(batch) => batch,
-        Err(err) => {
-            let response = error_response(
-                StatusCode::BAD_REQUEST,
-                format,
-                &AppError::BadInput(format!("the body is not a GraphQL request: {err}")),
-            );
-            return (INVALID, response);
-        }
+        Err(refused) => return (INVALID, refusal_response(format, &refused)),
     };
-    let max = state.http.max_batch;
-    if let BatchRequest::Batch(requests) = &batch
-        && (requests.is_empty() || requests.len() > max)
-    {
-        let response = error_response(
-            StatusCode::BAD_REQUEST,
-            format,
-            &AppError::TooComplex(format!(
-                "a batch holds 1 to {max} operations (QUERY_MAX_BATCH)"
-            )),
-        );
-        return (INVALID, response);
-    }
     if let Some(key) = header_str(headers, "idempotency-key")
         && may_write(&batch)
     {

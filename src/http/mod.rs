@@ -1,5 +1,7 @@
 //! The HTTP surface: GraphQL (HTTP + WebSocket), health, metrics, playground, and the
 //! layers in front of them (CORS, rate limit, body limit).
+/// Request decoding (Accept, POST bodies, GET parameters) as pure functions, for fuzzing.
+pub mod decode;
 mod graphql;
 mod health;
 mod metrics;
