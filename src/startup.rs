@@ -71,6 +71,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         tracing::info!(tenant = %settings.default_tenant(), "loaded demo data");
     }
     let cache = build_cache(settings)?;
+    cache.keep_refused_invalidations_in(db.clone());
     let jwt = JwtKeys::new(&jwt_secret(settings)?);
     let checkout = build_engine(settings, &db, &cache)?;
     checkout.spawn_workers(settings.worker_concurrency);

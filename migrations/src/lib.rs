@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_catalog;
 mod m20261122_000002_checkout;
 mod m20261130_000003_fenced_sagas;
+mod m20261130_000004_cache_outbox;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_catalog::Migration),
             Box::new(m20261122_000002_checkout::Migration),
             Box::new(m20261130_000003_fenced_sagas::Migration),
+            Box::new(m20261130_000004_cache_outbox::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ mod backend;
 mod extension;
 mod keys;
 mod memory;
+mod outbox;
 mod policy;
 mod redis_backend;
 mod stats;
@@ -30,7 +31,7 @@ pub use tags::{record_failure, record_tag};
 use crate::domain::TenantId;
 use async_graphql::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -64,8 +65,11 @@ pub struct Slot<'a> {
 
 struct Inner {
     store_hook: Mutex<Option<StoreHook>>,
-    /// Invalidations the backend refused, replayed in order when it answers again.
+    /// Invalidations the backend refused, replayed in order when it answers again; in
+    /// memory only when the database outbox is not attached or refused them too.
     pending: Mutex<Vec<(TenantId, Vec<String>)>>,
+    /// Where refused invalidations wait for every instance to replay (`outbox`).
+    outbox: OnceLock<sea_orm::DatabaseConnection>,
     backend: Backend,
     policy: CachePolicy,
     stats: stats::Stats,
@@ -118,6 +122,7 @@ impl Cache {
         Self(Arc::new(Inner {
             store_hook: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
+            outbox: OnceLock::new(),
             backend,
             policy,
             stats: stats::Stats::default(),
@@ -329,10 +334,54 @@ impl Cache {
             }
             Err(_) => {
                 self.0.stats.error(tenant, "invalidate");
-                self.defer_invalidation(tenant, tags);
+                let kept = match self.0.outbox.get() {
+                    Some(db) => outbox::push(db, tenant, tags).await.is_ok(),
+                    None => false,
+                };
+                if !kept {
+                    self.defer_invalidation(tenant, tags);
+                }
                 0
             }
         }
+    }
+
+    /// Keeps invalidations the backend refuses in the database's outbox, and replays the
+    /// outbox (this instance's and every other's) whenever the backend answers.
+    pub fn keep_refused_invalidations_in(&self, db: sea_orm::DatabaseConnection) {
+        if self.0.outbox.set(db).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(OUTBOX_REPLAY_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let Some(db) = inner.outbox.get() else { return };
+                let Ok(waiting) = outbox::oldest(db, 100).await else {
+                    continue;
+                };
+                let mut replayed = 0;
+                for entry in waiting {
+                    if inner
+                        .backend
+                        .invalidate(&entry.tenant, &entry.tags)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    if outbox::remove(db, entry.id).await.is_err() {
+                        break;
+                    }
+                    replayed += 1;
+                }
+                if replayed > 0 {
+                    tracing::info!(replayed, "cache invalidations replayed from the outbox");
+                }
+            }
+        });
     }
 
     /// Keeps an invalidation that could not reach the backend and replays it until it
@@ -403,3 +452,6 @@ pub fn module_tag(module: &str) -> String {
 
 /// The tag every entry carries, for a tenant-wide `invalidateCache`.
 pub const ALL_TAG: &str = "all";
+
+/// How often the outbox is checked for invalidations to replay.
+const OUTBOX_REPLAY_EVERY: Duration = Duration::from_millis(500);

@@ -32,15 +32,18 @@ local entry = redis.call('GET', KEYS[1])
 local seq = redis.call('GET', KEYS[2])
 if not entry then return {false, seq} end
 local newline = string.find(entry, '\n', 1, true)
-if not newline then return {false, seq} end
-local header = string.sub(entry, 1, newline - 1)
-local bar = string.find(header, '|', 1, true)
-if not bar then return {false, seq} end
-local fill = tonumber(string.sub(header, 1, bar - 1))
-local tags = string.sub(header, bar + 1)
+local bar = newline and string.find(entry, '|', 1, true)
+if not bar or bar > newline then return {false, seq} end
+local fill = tonumber(string.sub(entry, 1, bar - 1))
 if fill == nil then return {false, seq} end
-for tag in string.gmatch(tags, '[^,]+') do
-  local invalidated = redis.call('GET', ARGV[1] .. tag)
+-- Nothing of the tenant was invalidated since the fill: no tag to look at.
+if seq and tonumber(seq) <= fill then return {entry, seq} end
+local keys = {}
+for tag in string.gmatch(string.sub(entry, bar + 1, newline - 1), '[^,]+') do
+  keys[#keys + 1] = ARGV[1] .. tag
+end
+if #keys == 0 then return {entry, seq} end
+for _, invalidated in ipairs(redis.call('MGET', unpack(keys))) do
   if invalidated and tonumber(invalidated) > fill then return {false, seq} end
 end
 return {entry, seq}

@@ -319,20 +319,32 @@ async fn a_slow_reader_cannot_store_a_value_it_read_before_a_write() {
 #[tokio::test]
 async fn a_hundred_concurrent_misses_on_one_key_cause_one_load() {
     let app = seeded().await;
-    let query = "{ products(first: 7) { edges { node { id name } } } }";
-    let requests = (0..100).map(|_| {
-        let app = &app;
-        async move { app.debug(None, query, json!({})).await }
-    });
-    let bodies: Vec<Value> = futures_util::future::join_all(requests).await;
-    let total: u64 = bodies.iter().map(statements).sum();
-    let misses = bodies
-        .iter()
-        .filter(|b| outcome(b, "products") == "miss")
-        .count();
-    assert_eq!(total, 1, "statements across 100 requests");
-    assert_eq!(misses, 1);
-    assert!(bodies.iter().all(|b| b["data"] == bodies[0]["data"]));
+    // A lookup Redis does not answer within its timeout bypasses the cache by design
+    // (and loads alone); on a starved machine that can happen to a whole round, which
+    // then says nothing about sharing loads. So rounds are run, each on a cold key,
+    // until one has every lookup answered.
+    for first in 3..9 {
+        let query = format!("{{ products(first: {first}) {{ edges {{ node {{ id name }} }} }} }}");
+        let requests = (0..100).map(|_| {
+            let app = &app;
+            let query = query.as_str();
+            async move { app.debug(None, query, json!({})).await }
+        });
+        let bodies: Vec<Value> = futures_util::future::join_all(requests).await;
+        if bodies.iter().any(|b| outcome(b, "products") == "bypass") {
+            continue;
+        }
+        let total: u64 = bodies.iter().map(statements).sum();
+        let misses = bodies
+            .iter()
+            .filter(|b| outcome(b, "products") == "miss")
+            .count();
+        assert_eq!(total, 1, "statements across 100 requests");
+        assert_eq!(misses, 1);
+        assert!(bodies.iter().all(|b| b["data"] == bodies[0]["data"]));
+        return;
+    }
+    panic!("no round had every cache lookup answered in time");
 }
 
 #[tokio::test]

@@ -297,3 +297,122 @@ async fn saga_events_published_while_redis_was_down_reach_subscribers_on_another
         last = update["payload"]["data"]["sagaUpdates"]["status"].clone();
     }
 }
+
+#[tokio::test]
+async fn an_invalidation_redis_refused_survives_the_instance_that_made_it() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    // Redis keeps its data across the outage (append-only), so the stale entry is back
+    // when it returns unless someone replays the invalidation.
+    let mut redis = RedisProcess::start_persistent(free_port()).await;
+    let mut settings = test_settings().await;
+    if settings.database_url.as_deref() == Some("sqlite::memory:") {
+        let file = std::env::temp_dir().join(format!("shop-outbox-{}.db", rand::random::<u32>()));
+        settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
+    }
+    settings.redis_url = Some(redis.url());
+    settings.worker_concurrency = 0;
+    let survivor = spawn_with(settings.clone()).await;
+    let doomed = ServerProcess::start(&settings).await;
+    let id = survivor.create_product("MUG", "Mug", "7.50", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    survivor.debug(None, q, json!({"id": id})).await;
+    assert_eq!(
+        outcome(&survivor.debug(None, q, json!({"id": id})).await, "product"),
+        "hit"
+    );
+
+    redis.kill();
+    let changed = doomed
+        .post(
+            &survivor.staff(),
+            json!({
+                "query": "mutation($id: ID!) { updateProduct(id: $id, input: {price: \"9.99\"}) { price } }",
+                "variables": {"id": id},
+            }),
+        )
+        .await;
+    assert_eq!(
+        changed["data"]["updateProduct"]["price"], "9.99",
+        "{changed}"
+    );
+    // The instance that could not invalidate dies with whatever it kept in memory.
+    drop(doomed);
+    redis.restart().await;
+    // Served through Redis again (not bypassing it while reconnecting), and fresh.
+    eventually("the other instance to replay the invalidation", || async {
+        let body = survivor.debug(None, q, json!({"id": id})).await;
+        body["data"]["product"]["price"] == "9.99" && outcome(&body, "product") != "bypass"
+    })
+    .await;
+    let again = survivor.debug(None, q, json!({"id": id})).await;
+    assert_eq!(again["data"]["product"]["price"], "9.99");
+}
+
+/// The server binary in a process of its own, SIGKILLed when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServerProcess {
+    async fn start(settings: &shopgraph::config::Settings) -> Self {
+        let port = free_port();
+        let data = std::env::temp_dir().join(format!("shop-proc-{}", rand::random::<u32>()));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_shopgraph"))
+            .arg("serve")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATA_DIR", &data)
+            .env(
+                "DATABASE_URL",
+                settings.database_url.clone().unwrap_or_default(),
+            )
+            .env("REDIS_URL", settings.redis_url.clone().unwrap_or_default())
+            .env("CACHE_KEY_PREFIX", &settings.cache_key_prefix)
+            .env("JWT_SECRET", crate::helpers::SECRET)
+            .env("SEED_DEMO", "false")
+            .env("WORKER_CONCURRENCY", "0")
+            .env("RATE_LIMIT_ENABLED", "false")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the server binary: {e}"));
+        let process = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let ready = format!("{}/health/live", process.url);
+        eventually("the server process to start", || async {
+            client
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        process
+    }
+
+    async fn post(&self, token: &str, body: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/graphql", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,4 +1,5 @@
 //! SeaORM entities: storage shapes, never exposed as GraphQL types.
+pub mod cache_outbox;
 pub mod cart_items;
 pub mod carts;
 pub mod categories;
