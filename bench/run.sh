@@ -2,7 +2,8 @@
 # Cache and checkout benchmarks on PostgreSQL (+ Redis), written to bench/last-run.md.
 # usage: bench/run.sh            (needs the local PostgreSQL and Redis of .ci/run)
 # env:   DURATION (default 10s), CONNECTIONS (default 32), PG_URL, REDIS_URL,
-#        READS_ONLY=1 (skip checkout), BENCH_OUT (default bench/last-run.md)
+#        READS_ONLY=1 (skip checkout), REDIS_ONLY=1 (only the Redis-cache reads),
+#        BENCH_OUT (default bench/last-run.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -43,35 +44,45 @@ CART='{"query":"{ cart { itemCount total items { quantity lineTotal product { na
 TOP='{"query":"{ topProducts(limit: 10) { product { name } unitsSold revenue } }"}'
 SALES='{"query":"{ salesStats(granularity: MONTH) { orders revenue refunds averageTicket series { period orders revenue refunds } revenueByPaymentMethod { method revenue } } }"}'
 
-start_server CACHE_ENABLED=true
-for p in $(seq 1 10); do
-  gql "$CUSTOMER" "{\"query\":\"mutation { addToCart(productId: \\\"$p\\\") { itemCount } }\"}" >/dev/null
-done
-measure '{ __typename }' "$TYPENAME" '"Query"'
-measure 'products(first: 20), in-process cache' "$PRODUCTS" '"edges"'
-measure 'cart, in-process cache' "$CART" '"itemCount":10' "$CUSTOMER"
-measure 'topProducts, in-process cache' "$TOP" '"unitsSold"'
-measure 'salesStats, in-process cache' "$SALES" '"averageTicket"' "$STAFF"
+if [ "${REDIS_ONLY:-0}" = 1 ]; then
+  echo "REDIS_ONLY=1: only the Redis cache runs (and no checkout)"
+else
+  start_server CACHE_ENABLED=true
+  for p in $(seq 1 10); do
+    gql "$CUSTOMER" "{\"query\":\"mutation { addToCart(productId: \\\"$p\\\") { itemCount } }\"}" >/dev/null
+  done
+  measure '{ __typename }' "$TYPENAME" '"Query"'
+  measure 'products(first: 20), in-process cache' "$PRODUCTS" '"edges"'
+  measure 'cart, in-process cache' "$CART" '"itemCount":10' "$CUSTOMER"
+  measure 'topProducts, in-process cache' "$TOP" '"unitsSold"'
+  measure 'salesStats, in-process cache' "$SALES" '"averageTicket"' "$STAFF"
 
-start_server CACHE_ENABLED=true RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000
-measure '{ __typename }, rate limiter on' "$TYPENAME" '"Query"'
-measure 'products(first: 20), in-process cache, rate limiter on' "$PRODUCTS" '"edges"'
+  start_server CACHE_ENABLED=true RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_BURST=1000000
+  measure '{ __typename }, rate limiter on' "$TYPENAME" '"Query"'
+  measure 'products(first: 20), in-process cache, rate limiter on' "$PRODUCTS" '"edges"'
 
-start_server CACHE_ENABLED=false
-measure 'products(first: 20), uncached' "$PRODUCTS" '"edges"'
-measure 'cart, uncached' "$CART" '"itemCount":10' "$CUSTOMER"
-measure 'topProducts, uncached' "$TOP" '"unitsSold"'
-measure 'salesStats, uncached' "$SALES" '"averageTicket"' "$STAFF"
+  start_server CACHE_ENABLED=false
+  measure 'products(first: 20), uncached' "$PRODUCTS" '"edges"'
+  measure 'cart, uncached' "$CART" '"itemCount":10' "$CUSTOMER"
+  measure 'topProducts, uncached' "$TOP" '"unitsSold"'
+  measure 'salesStats, uncached' "$SALES" '"averageTicket"' "$STAFF"
+
+fi
 
 start_server CACHE_ENABLED=true REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="bench$$"
+if [ "${REDIS_ONLY:-0}" = 1 ]; then
+  for p in $(seq 1 10); do
+    gql "$CUSTOMER" "{\"query\":\"mutation { addToCart(productId: \\\"$p\\\") { itemCount } }\"}" >/dev/null
+  done
+fi
 measure '{ __typename } (Redis run)' "$TYPENAME" '"Query"'
 measure 'products(first: 20), Redis cache' "$PRODUCTS" '"edges"'
 measure 'cart, Redis cache' "$CART" '"itemCount":10' "$CUSTOMER"
 RSS_KB=$(ps -o rss= -p "$SERVER_PID" | tr -d ' ')
 stop_server
 
-if [ "${READS_ONLY:-0}" = 1 ]; then
-  echo "READS_ONLY=1: skipping checkout throughput"
+if [ "${READS_ONLY:-0}" = 1 ] || [ "${REDIS_ONLY:-0}" = 1 ]; then
+  echo "skipping checkout throughput"
   : >"$OUT/checkout.md"
 else
   DURATION="$DURATION" CONNECTIONS="$CONNECTIONS" PG_URL="$PG_URL" REDIS_URL="$REDIS_URL" bench/checkout.sh >"$OUT/checkout.md"
