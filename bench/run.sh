@@ -38,6 +38,13 @@ LINES=$(psql "$DB_URL" -Atc "SELECT count(*) FROM order_items")
 CUSTOMER=$("$BIN" token --tenant default --sub 1 --role CUSTOMER)
 STAFF=$("$BIN" token --tenant default --sub bench --role STAFF)
 
+# The customer's cart: products 1 to 10, one each.
+fill_cart() {
+  for p in $(seq 1 10); do
+    gql "$CUSTOMER" "{\"query\":\"mutation { addToCart(productId: \\\"$p\\\") { itemCount } }\"}" >/dev/null
+  done
+}
+
 TYPENAME='{"query":"{ __typename }"}'
 PRODUCTS='{"query":"{ products(first: 20) { edges { node { id name price stock category { name } } } } }"}'
 CART='{"query":"{ cart { itemCount total items { quantity lineTotal product { name price } } } }"}'
@@ -48,9 +55,7 @@ if [ "${REDIS_ONLY:-0}" = 1 ]; then
   echo "REDIS_ONLY=1: only the Redis cache runs (and no checkout)"
 else
   start_server CACHE_ENABLED=true
-  for p in $(seq 1 10); do
-    gql "$CUSTOMER" "{\"query\":\"mutation { addToCart(productId: \\\"$p\\\") { itemCount } }\"}" >/dev/null
-  done
+  fill_cart
   measure '{ __typename }' "$TYPENAME" '"Query"'
   measure 'products(first: 20), in-process cache' "$PRODUCTS" '"edges"'
   measure 'cart, in-process cache' "$CART" '"itemCount":10' "$CUSTOMER"
@@ -71,9 +76,7 @@ fi
 
 start_server CACHE_ENABLED=true REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="bench$$"
 if [ "${REDIS_ONLY:-0}" = 1 ]; then
-  for p in $(seq 1 10); do
-    gql "$CUSTOMER" "{\"query\":\"mutation { addToCart(productId: \\\"$p\\\") { itemCount } }\"}" >/dev/null
-  done
+  fill_cart
 fi
 measure '{ __typename } (Redis run)' "$TYPENAME" '"Query"'
 measure 'products(first: 20), Redis cache' "$PRODUCTS" '"edges"'

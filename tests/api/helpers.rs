@@ -128,6 +128,24 @@ pub async fn test_settings() -> Settings {
     }
 }
 
+/// Settings whose database several instances (or processes) can share: a fresh
+/// PostgreSQL database as usual, or a SQLite file instead of an in-memory one.
+pub async fn shared_settings() -> Settings {
+    let mut settings = test_settings().await;
+    if let Some(url) = settings.database_url.as_mut()
+        && url.starts_with("sqlite::memory:")
+    {
+        *url = shared_sqlite_url();
+    }
+    settings
+}
+
+/// A new SQLite file database in the temporary directory.
+pub fn shared_sqlite_url() -> String {
+    let file = std::env::temp_dir().join(format!("{}.db", unique("shop_shared")));
+    format!("sqlite://{}?mode=rwc", file.display())
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_with(test_settings().await).await
 }

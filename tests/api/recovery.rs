@@ -99,8 +99,7 @@ async fn unfinished(db: &DatabaseConnection) -> usize {
 async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothing_charged_twice() {
     let mut database_url = fresh_database_url().await;
     if database_url.starts_with("sqlite::memory:") {
-        let file = std::env::temp_dir().join(format!("shop-crash-{}.db", rand::random::<u32>()));
-        database_url = format!("sqlite://{}?mode=rwc", file.display());
+        database_url = crate::helpers::shared_sqlite_url();
     }
     let port = free_port();
     let prefix = format!("crash{}", rand::random::<u32>());
@@ -218,11 +217,7 @@ async fn a_subscriber_on_one_instance_sees_a_saga_run_by_a_worker_on_another() {
     let Some(_) = test_redis_url().await else {
         return;
     };
-    let mut api_settings = test_settings().await;
-    if api_settings.database_url.as_deref() == Some("sqlite::memory:") {
-        let file = std::env::temp_dir().join(format!("shop-xinst-{}.db", rand::random::<u32>()));
-        api_settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
-    }
+    let mut api_settings = crate::helpers::shared_settings().await;
     api_settings.worker_concurrency = 0;
     let mut worker_settings = test_settings().await;
     worker_settings

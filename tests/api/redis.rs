@@ -151,11 +151,7 @@ async fn a_write_on_one_instance_is_seen_at_once_by_another_sharing_redis() {
     let Some(_) = test_redis_url().await else {
         return;
     };
-    let mut first_settings = test_settings().await;
-    if first_settings.database_url.as_deref() == Some("sqlite::memory:") {
-        let file = std::env::temp_dir().join(format!("shop-shared-{}.db", rand::random::<u32>()));
-        first_settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
-    }
+    let first_settings = crate::helpers::shared_settings().await;
     let mut second_settings = test_settings().await;
     second_settings
         .database_url
@@ -252,11 +248,7 @@ async fn saga_events_published_while_redis_was_down_reach_subscribers_on_another
     }
     let port = free_port();
     let mut redis = RedisProcess::start(port, None).await;
-    let mut api_settings = test_settings().await;
-    if api_settings.database_url.as_deref() == Some("sqlite::memory:") {
-        let file = std::env::temp_dir().join(format!("shop-events-{}.db", rand::random::<u32>()));
-        api_settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
-    }
+    let mut api_settings = crate::helpers::shared_settings().await;
     api_settings.redis_url = Some(redis.url());
     api_settings.worker_concurrency = 0;
     let mut worker_settings = api_settings.clone();
@@ -306,11 +298,7 @@ async fn an_invalidation_redis_refused_survives_the_instance_that_made_it() {
     // Redis keeps its data across the outage (append-only), so the stale entry is back
     // when it returns unless someone replays the invalidation.
     let mut redis = RedisProcess::start_persistent(free_port()).await;
-    let mut settings = test_settings().await;
-    if settings.database_url.as_deref() == Some("sqlite::memory:") {
-        let file = std::env::temp_dir().join(format!("shop-outbox-{}.db", rand::random::<u32>()));
-        settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
-    }
+    let mut settings = crate::helpers::shared_settings().await;
     settings.redis_url = Some(redis.url());
     settings.worker_concurrency = 0;
     let survivor = spawn_with(settings.clone()).await;

@@ -1,7 +1,7 @@
 //! No cached field shows old data after a mutation returned: a cached server and a server
 //! with `CACHE_ENABLED=false` on the same database must answer a broad set of reads the
 //! same, after every kind of mutation and after a checkout saga finishes.
-use crate::helpers::{TestApp, spawn_with, test_settings};
+use crate::helpers::{TestApp, spawn_with};
 use crate::saga_helpers::is_terminal;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -77,12 +77,7 @@ struct Twins {
 
 impl Twins {
     async fn new() -> Self {
-        let mut settings = test_settings().await;
-        if settings.database_url.as_deref() == Some("sqlite::memory:") {
-            let file =
-                std::env::temp_dir().join(format!("shop-twins-{}.db", rand::random::<u32>()));
-            settings.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
-        }
+        let settings = crate::helpers::shared_settings().await;
         let mut plain_settings = settings.clone();
         plain_settings.cache_enabled = false;
         plain_settings.worker_concurrency = 0;
