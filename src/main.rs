@@ -45,6 +45,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         orders: usize,
     },
+    /// Recompute the statistics' aggregates from the orders, after orders were written
+    /// by other means than checkouts (an import, SQL by hand).
+    RebuildStats {
+        /// Only compare them with a recomputation: print the differences, change
+        /// nothing, and fail when there are any.
+        #[arg(long)]
+        check: bool,
+    },
     /// Write the GraphQL SDL.
     ExportSchema {
         #[arg(long, default_value = "schema.graphql")]
@@ -171,6 +179,30 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("analyze after seeding: {e}"))?;
             Ok(())
+        }
+        Command::RebuildStats { check } => {
+            init_tracing(settings.log_format);
+            let db = shopgraph::db::connect_with(&settings).await?;
+            shopgraph::db::migrate(&db).await?;
+            if !check {
+                return shopgraph::services::stats::tally::rebuild(&db)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("rebuild statistics: {e}"));
+            }
+            let differences = shopgraph::services::stats::tally::verify(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!("check statistics: {e}"))?;
+            for difference in &differences {
+                println!("{difference}");
+            }
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} aggregate rows differ from the orders",
+                    differences.len()
+                )
+            }
         }
         Command::ExportSchema { .. } => Ok(()),
         Command::Token {

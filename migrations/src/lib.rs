@@ -8,6 +8,8 @@ mod m20261122_000001_catalog;
 mod m20261122_000002_checkout;
 mod m20261130_000003_fenced_sagas;
 mod m20261130_000004_cache_outbox;
+mod m20261130_000005_sales_aggregates;
+pub mod sales_aggregates;
 
 pub struct Migrator;
 
@@ -19,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_checkout::Migration),
             Box::new(m20261130_000003_fenced_sagas::Migration),
             Box::new(m20261130_000004_cache_outbox::Migration),
+            Box::new(m20261130_000005_sales_aggregates::Migration),
         ]
     }
 }

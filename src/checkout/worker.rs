@@ -14,6 +14,7 @@ use super::steps::{self, Ctx, Member, Opening, Outcomes, Verdict, Work};
 use crate::cache::Cache;
 use crate::db::entities::{saga_steps, sagas};
 use crate::domain::{EntityId, TenantId};
+use crate::services::stats::tally;
 use crate::services::tags;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
@@ -677,13 +678,14 @@ impl Engine {
                 .filter(|h| h.kind() == SagaKind::Checkout && held.contains(&h.saga.id))
                 .map(|h| h.saga.id)
                 .collect();
-            steps::set_order_status(
+            let completed = steps::set_order_status(
                 &txn,
                 &checkouts,
                 OrderStatus::Completed,
                 OrderStatus::Pending,
             )
             .await?;
+            tally::completed(&txn, &completed).await?;
         }
         txn.commit().await?;
         let finished: Vec<&Held> = group.iter().filter(|h| held.contains(&h.saga.id)).collect();

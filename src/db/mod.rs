@@ -1,5 +1,6 @@
 //! Database access: the connection (SQLite or PostgreSQL), migrations, the per-request
 //! statement counter and the SeaORM entities.
+pub mod dialect;
 pub mod entities;
 mod statements;
 

@@ -274,6 +274,7 @@ pub async fn generate_orders(
                 payment_method: Set(["CARD", "PAYPAL", "BANK_TRANSFER"][n % 3].into()),
                 created_at: Set(placed(n)),
                 updated_at: Set(placed(n)),
+                completed_at: Set(Some(placed(n))),
                 ..Default::default()
             }
         }))
@@ -302,6 +303,15 @@ pub async fn generate_orders(
         order_items::Entity::insert_many(items)
             .exec_without_returning(&txn)
             .await?;
+        // Every order completed; one in twenty was cancelled (refunded) afterwards.
+        let ids: Vec<i64> = orders.iter().map(|o| o.id).collect();
+        crate::services::stats::tally::completed(&txn, &ids).await?;
+        let cancelled: Vec<i64> = orders
+            .iter()
+            .filter(|o| o.status == "CANCELLED")
+            .map(|o| o.id)
+            .collect();
+        crate::services::stats::tally::cancelled(&txn, &cancelled).await?;
         txn.commit().await?;
     }
     Ok(lines_written)

@@ -43,7 +43,8 @@ pub struct Books {
 ///   total, charge by charge: every completed checkout's charge is held for its order's
 ///   total, and no other charge is held;
 /// - no key was captured twice;
-/// - stock moved by exactly the units of completed orders, and no product is below 0.
+/// - stock moved by exactly the units of completed orders, and no product is below 0;
+/// - the statistics' aggregates equal a recomputation from the orders.
 pub async fn check_books(
     db: &DatabaseConnection,
     ledger: Ledger,
@@ -140,6 +141,13 @@ pub async fn check_books(
             );
         }
     }
+    let differences = shopgraph::services::stats::tally::verify(db)
+        .await
+        .unwrap_or_else(|e| panic!("check statistics: {e}"));
+    assert!(
+        differences.is_empty(),
+        "the statistics' aggregates differ from the orders: {differences:#?}"
+    );
     Books {
         ledger,
         sagas_by_status,

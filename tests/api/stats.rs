@@ -134,6 +134,10 @@ async fn history(app: &TestApp) -> (i64, i64) {
         &[(a, 1, 1000), (b, 2, 550)],
     )
     .await;
+    // Written by hand, not by checkouts: the aggregates are recomputed as after an import.
+    shopgraph::services::stats::tally::rebuild(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("rebuild statistics: {e}"));
     (a, b)
 }
 
@@ -255,4 +259,122 @@ async fn a_completed_checkout_changes_top_products_on_the_next_query() {
         fresh["data"]["topProducts"],
         json!([{"product": {"sku": "B"}, "unitsSold": 7}])
     );
+}
+
+#[tokio::test]
+async fn ranges_that_cut_days_count_the_orders_inside_them_exactly() {
+    let app = spawn_app().await;
+    history(&app).await;
+    let sales = |from: &'static str, to: &'static str| {
+        let app = &app;
+        async move {
+            let data = app
+                .data(Some(&app.staff()), SALES, json!({"from": from, "to": to}))
+                .await;
+            let s = &data["salesStats"];
+            let top: Vec<(String, i64)> = s["topProducts"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            (
+                                r["product"]["sku"].as_str().unwrap_or_default().to_owned(),
+                                r["unitsSold"].as_i64().unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                s["orders"].as_i64().unwrap_or(-1),
+                s["revenue"].as_str().unwrap_or_default().to_owned(),
+                s["refunds"].as_str().unwrap_or_default().to_owned(),
+                top,
+            )
+        }
+    };
+    // From the morning of Oct 5 (its noon order counts) to the evening of Nov 1 (its
+    // noon order counts; the refund of Nov 2 does not).
+    assert_eq!(
+        sales("2026-10-05T06:00:00Z", "2026-11-01T18:00:00Z").await,
+        (
+            3,
+            "36.50".into(),
+            "0.00".into(),
+            vec![("B".into(), 3), ("A".into(), 1)]
+        )
+    );
+    // After Oct 5's noon order, up to the refund's day included.
+    assert_eq!(
+        sales("2026-10-05T13:00:00Z", "2026-11-02T13:00:00Z").await,
+        (
+            2,
+            "31.00".into(),
+            "10.00".into(),
+            vec![("B".into(), 2), ("A".into(), 1)]
+        )
+    );
+    // Within one day, and an hour of that day holding no order.
+    assert_eq!(
+        sales("2026-09-10T11:00:00Z", "2026-09-10T13:00:00Z").await,
+        (1, "20.00".into(), "0.00".into(), vec![("A".into(), 2)])
+    );
+    assert_eq!(
+        sales("2026-09-10T13:00:00Z", "2026-09-10T18:00:00Z").await,
+        (0, "0.00".into(), "0.00".into(), vec![])
+    );
+}
+
+#[tokio::test]
+async fn statistics_follow_checkouts_and_cancellations_as_they_happen() {
+    let app = spawn_app().await;
+    let mug = app.create_product("MUG", "Mug", "7.50", 10).await;
+    let buyer = app.create_customer("Ana", "ana@example.com").await;
+    let token = app.customer(buyer);
+    let q = "{ topProducts { product { sku } unitsSold revenue } salesStats { orders revenue refunds } customerStats { buyers mostActiveCustomers { orders spent } } }";
+    let accepted = app
+        .data(Some(&token), PLACE, place_input(&mug, 3, "tok_visa"))
+        .await;
+    let checkout = wait_terminal(
+        &app,
+        &token,
+        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
+    )
+    .await;
+    assert_eq!(checkout["status"], "COMPLETED");
+    assert_eq!(
+        app.data(Some(&app.admin()), q, json!({})).await,
+        json!({
+            "topProducts": [{"product": {"sku": "MUG"}, "unitsSold": 3, "revenue": "22.50"}],
+            "salesStats": {"orders": 1, "revenue": "22.50", "refunds": "0.00"},
+            "customerStats": {"buyers": 1, "mostActiveCustomers": [{"orders": 1, "spent": "22.50"}]},
+        })
+    );
+    let cancelled = app
+        .data(
+            Some(&token),
+            "mutation($id: ID!) { cancelOrder(id: $id) { id } }",
+            json!({"id": checkout["order"]["id"]}),
+        )
+        .await;
+    let saga = wait_terminal(
+        &app,
+        &token,
+        cancelled["cancelOrder"]["id"].as_str().unwrap_or_default(),
+    )
+    .await;
+    assert_eq!(saga["status"], "COMPLETED");
+    // The sale stays in the period it was made, refunded; it no longer ranks anything.
+    assert_eq!(
+        app.data(Some(&app.admin()), q, json!({})).await,
+        json!({
+            "topProducts": [],
+            "salesStats": {"orders": 1, "revenue": "22.50", "refunds": "22.50"},
+            "customerStats": {"buyers": 0, "mostActiveCustomers": []},
+        })
+    );
+    let differences = shopgraph::services::stats::tally::verify(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("check statistics: {e}"));
+    assert!(differences.is_empty(), "{differences:#?}");
 }

@@ -3,12 +3,14 @@
 //! cancellation's first step (a COMPLETED order becomes CANCELLED, once).
 use super::{Member, Verdict, insert_all, sagas_with};
 use crate::checkout::model::{OrderStatus, Payload};
+use crate::db::dialect::{Dialect, placeholders};
 use crate::db::entities::{cart_items, order_items, orders, sagas};
+use crate::services::stats::tally;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, ExprTrait,
-    QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, ExprTrait, QueryFilter, QuerySelect, Value,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -157,9 +159,10 @@ pub(super) async fn cancel(
             OrderStatus::Completed,
         )
         .await?;
+        tally::cancelled(txn, &cancelled).await?;
         // Already CANCELLED means by this cancellation (there is one per order, and it
         // was accepted for a completed order): a re-run after a lost commit answer.
-        let verdict = if cancelled == 1
+        let verdict = if cancelled.len() == 1
             || status_of(txn, member.checkout()).await? == Some(OrderStatus::Cancelled)
         {
             Verdict::Done
@@ -179,22 +182,36 @@ async fn status_of(txn: &DatabaseTransaction, checkout: i64) -> Result<Option<Or
         .and_then(|o| OrderStatus::parse(&o.status)))
 }
 
-/// Moves the orders of `sagas` from `from` to `status`; how many moved.
+/// Moves the orders of `sagas` from `from` to `status`; the ids of those that moved.
+/// A completion stamps `completed_at` (the order was charged).
 pub async fn set_status(
     txn: &DatabaseTransaction,
     sagas: &[i64],
     status: OrderStatus,
     from: OrderStatus,
-) -> Result<u64, DbErr> {
+) -> Result<Vec<i64>, DbErr> {
     if sagas.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    Ok(orders::Entity::update_many()
-        .col_expr(orders::Column::Status, Expr::value(status.as_str()))
-        .col_expr(orders::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(orders::Column::SagaId.is_in(sagas.iter().copied()))
-        .filter(orders::Column::Status.eq(from.as_str()))
-        .exec(txn)
-        .await?
-        .rows_affected)
+    let now = Utc::now();
+    let mut values: Vec<Value> = vec![status.as_str().into(), now.into()];
+    let completed = if status == OrderStatus::Completed {
+        values.push(now.into());
+        ", completed_at = ?"
+    } else {
+        ""
+    };
+    values.extend(sagas.iter().map(|&id| Value::from(id)));
+    values.push(from.as_str().into());
+    let sql = format!(
+        "UPDATE orders SET status = ?, updated_at = ?{completed} WHERE saga_id IN ({}) AND status = ? RETURNING id",
+        placeholders(sagas.len())
+    );
+    let moved = txn
+        .query_all_raw(Dialect::of(txn).statement(&sql, values))
+        .await?;
+    moved
+        .iter()
+        .map(|row| row.try_get::<i64>("", "id"))
+        .collect()
 }

@@ -13,6 +13,8 @@ pub struct Model {
     pub payment_method: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When it completed (charged); kept when it is cancelled later.
+    pub completed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
