@@ -263,7 +263,28 @@ pub fn build_cache(settings: &Settings) -> anyhow::Result<Cache> {
         ),
         None => Backend::Memory(MemoryBackend::new(settings.cache_max_entries)),
     };
-    Ok(Cache::new(backend, policy))
+    let cache = Cache::new(backend, policy);
+    if let Some(delay) = invalidation_delay()? {
+        tracing::warn!(
+            ?delay,
+            "fault injection: every cache invalidation waits after its commit"
+        );
+        cache.delay_invalidations(delay);
+    }
+    Ok(cache)
+}
+
+/// Fault injection for tests (`FAULT_INVALIDATION_DELAY_MS`): the window between a
+/// commit and its invalidation, held open so a test can kill the process inside it.
+fn invalidation_delay() -> anyhow::Result<Option<Duration>> {
+    match std::env::var("FAULT_INVALIDATION_DELAY_MS") {
+        Ok(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|_| anyhow::anyhow!("FAULT_INVALIDATION_DELAY_MS must be a whole number of milliseconds, got '{raw}'")),
+        Err(_) => Ok(None),
+    }
 }
 
 /// `JWT_SECRET`, or (embedded default) a secret generated once and kept in `DATA_DIR`

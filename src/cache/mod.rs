@@ -13,9 +13,10 @@ mod backend;
 mod extension;
 mod keys;
 mod memory;
-mod outbox;
+pub mod outbox;
 mod policy;
 mod redis_backend;
+mod replicas;
 mod stats;
 mod tags;
 
@@ -30,7 +31,7 @@ pub use tags::{record_failure, record_tag};
 
 use crate::domain::TenantId;
 use async_graphql::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -70,6 +71,13 @@ struct Inner {
     pending: Mutex<Vec<(TenantId, Vec<String>)>>,
     /// Where refused invalidations wait for every instance to replay (`outbox`).
     outbox: OnceLock<sea_orm::DatabaseConnection>,
+    /// Fault injection: how long an invalidation waits before it runs.
+    invalidation_delay: Mutex<Option<Duration>>,
+    /// Outbox rows of invalidations the backend took: deleted in batches.
+    settled: Mutex<Vec<i64>>,
+    /// Outbox rows of this instance's invalidations the backend refused: replayed
+    /// without waiting for `outbox::GRACE`.
+    refused: Mutex<BTreeSet<i64>>,
     backend: Backend,
     policy: CachePolicy,
     stats: stats::Stats,
@@ -123,6 +131,9 @@ impl Cache {
             store_hook: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
             outbox: OnceLock::new(),
+            invalidation_delay: Mutex::new(None),
+            settled: Mutex::new(Vec::new()),
+            refused: Mutex::new(BTreeSet::new()),
             backend,
             policy,
             stats: stats::Stats::default(),
@@ -314,40 +325,78 @@ impl Cache {
     /// commit (the client went away, the request timed out) must not take the
     /// invalidation (or its deferral while the backend is unreachable) with it.
     pub async fn invalidate(&self, tenant: &TenantId, tags: &[String]) -> u64 {
+        self.invalidate_recorded(tenant, tags, None).await
+    }
+
+    /// `invalidate` for a change whose transaction recorded it in the outbox as
+    /// `recorded` (`outbox::record`): once the backend took it, the row is deleted; if
+    /// the backend refused it, the row stays for every instance to replay.
+    pub async fn invalidate_recorded(
+        &self,
+        tenant: &TenantId,
+        tags: &[String],
+        recorded: Option<i64>,
+    ) -> u64 {
         if tags.is_empty() {
             return 0;
         }
         let cache = self.clone();
         let tenant = tenant.clone();
         let tags = tags.to_vec();
-        tokio::spawn(async move { cache.invalidate_now(&tenant, &tags).await })
+        tokio::spawn(async move { cache.invalidate_now(&tenant, &tags, recorded).await })
             .await
             .unwrap_or(0)
     }
 
-    async fn invalidate_now(&self, tenant: &TenantId, tags: &[String]) -> u64 {
+    async fn invalidate_now(
+        &self,
+        tenant: &TenantId,
+        tags: &[String],
+        recorded: Option<i64>,
+    ) -> u64 {
+        let delay = self.0.invalidation_delay.lock().ok().and_then(|d| *d);
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         match self.0.backend.invalidate(tenant, tags).await {
             Ok(dropped) => {
                 self.0.stats.invalidated(tenant, tags, dropped);
                 tracing::debug!(tenant = %tenant, ?tags, dropped, "cache invalidate");
+                if let (Some(id), Ok(mut settled)) = (recorded, self.0.settled.lock()) {
+                    settled.push(id);
+                }
                 dropped
             }
             Err(_) => {
                 self.0.stats.error(tenant, "invalidate");
-                let kept = match self.0.outbox.get() {
-                    Some(db) => outbox::push(db, tenant, tags).await.is_ok(),
-                    None => false,
+                let recorded = match (recorded, self.0.outbox.get()) {
+                    (Some(id), _) => Some(id),
+                    (None, Some(db)) => outbox::record(db, tenant, tags).await.ok(),
+                    (None, None) => None,
                 };
-                if !kept {
-                    self.defer_invalidation(tenant, tags);
+                match (recorded, self.0.refused.lock()) {
+                    (Some(id), Ok(mut refused)) => {
+                        refused.insert(id);
+                    }
+                    _ => self.defer_invalidation(tenant, tags),
                 }
                 0
             }
         }
     }
 
-    /// Keeps invalidations the backend refuses in the database's outbox, and replays the
-    /// outbox (this instance's and every other's) whenever the backend answers.
+    /// Fault injection (`FAULT_INVALIDATION_DELAY_MS`): every invalidation waits `delay`
+    /// before it runs.
+    pub fn delay_invalidations(&self, delay: Duration) {
+        if let Ok(mut slot) = self.0.invalidation_delay.lock() {
+            *slot = Some(delay);
+        }
+    }
+
+    /// Runs the outbox with `db` (the database the services record their changes in):
+    /// deletes the rows of invalidations the backend took, and replays the others (this
+    /// instance's refused ones at once, every instance's after `outbox::GRACE`) whenever
+    /// the backend answers.
     pub fn keep_refused_invalidations_in(&self, db: sea_orm::DatabaseConnection) {
         if self.0.outbox.set(db).is_err() {
             return;
@@ -358,28 +407,7 @@ impl Cache {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                let Some(db) = inner.outbox.get() else { return };
-                let Ok(waiting) = outbox::oldest(db, 100).await else {
-                    continue;
-                };
-                let mut replayed = 0;
-                for entry in waiting {
-                    if inner
-                        .backend
-                        .invalidate(&entry.tenant, &entry.tags)
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                    if outbox::remove(db, entry.id).await.is_err() {
-                        break;
-                    }
-                    replayed += 1;
-                }
-                if replayed > 0 {
-                    tracing::info!(replayed, "cache invalidations replayed from the outbox");
-                }
+                inner.run_outbox().await;
             }
         });
     }
@@ -455,3 +483,73 @@ pub const ALL_TAG: &str = "all";
 
 /// How often the outbox is checked for invalidations to replay.
 const OUTBOX_REPLAY_EVERY: Duration = Duration::from_millis(500);
+/// Outbox rows replayed per round at most.
+const OUTBOX_BATCH: u64 = 100;
+
+impl Inner {
+    /// One round of the outbox: delete what was taken, collapse crowded tenants, replay
+    /// what is due, oldest first, until the backend refuses.
+    async fn run_outbox(&self) {
+        let Some(db) = self.outbox.get() else { return };
+        let settled: Vec<i64> = match self.settled.lock() {
+            Ok(mut settled) => std::mem::take(&mut *settled),
+            Err(_) => return,
+        };
+        if outbox::remove(db, &settled).await.is_err() {
+            if let Ok(mut again) = self.settled.lock() {
+                again.extend(settled);
+            }
+            return;
+        }
+        let before = chrono::Utc::now() - outbox::GRACE;
+        for tenant in outbox::crowded(db, before).await.unwrap_or_default() {
+            if self
+                .backend
+                .invalidate(&tenant, &[ALL_TAG.to_owned()])
+                .await
+                .is_err()
+                || outbox::remove_tenant(db, &tenant, before).await.is_err()
+            {
+                return;
+            }
+            tracing::warn!(tenant = %tenant, "cache outbox crowded: the tenant's whole cache was invalidated");
+        }
+        let own: Vec<i64> = match self.refused.lock() {
+            Ok(refused) => refused.iter().copied().collect(),
+            Err(_) => return,
+        };
+        let Ok(waiting) = outbox::waiting(db, before, &own, OUTBOX_BATCH).await else {
+            return;
+        };
+        if waiting.len() < OUTBOX_BATCH as usize
+            && let Ok(mut refused) = self.refused.lock()
+        {
+            // Rows another instance replayed (and deleted) are no longer ours to replay.
+            refused.retain(|id| waiting.iter().any(|w| w.id == *id));
+        }
+        let mut replayed = Vec::new();
+        for entry in &waiting {
+            if self
+                .backend
+                .invalidate(&entry.tenant, &entry.tags)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            replayed.push(entry.id);
+        }
+        if replayed.is_empty() || outbox::remove(db, &replayed).await.is_err() {
+            return;
+        }
+        if let Ok(mut refused) = self.refused.lock() {
+            for id in &replayed {
+                refused.remove(id);
+            }
+        }
+        tracing::info!(
+            replayed = replayed.len(),
+            "cache invalidations replayed from the outbox"
+        );
+    }
+}

@@ -1,17 +1,25 @@
-//! Invalidations the backend could not take, kept in the database: every instance
-//! replays them (oldest first) once the backend answers again, and neither a restart
-//! nor a killed instance loses them. A tenant with more than `MAX_PER_TENANT` waiting
-//! has them replaced by one invalidation of its whole cache, so the table stays small
-//! through a long outage.
-use super::ALL_TAG;
+//! The invalidation outbox: a mutation's transaction records the tags it makes stale
+//! (`record`), so an invalidation survives whatever happens after the commit. The
+//! instance that committed invalidates at once and then deletes the row (in batches);
+//! a row that stays (the backend refused it, or the instance was killed before it got
+//! there) is replayed by every instance, oldest first, once it is older than `GRACE`
+//! (at once by the instance the backend refused). A tenant with more than
+//! `MAX_PER_TENANT` rows waiting has them replaced by one invalidation of its whole
+//! cache, so the table stays small through a long outage.
 use crate::db::entities::cache_outbox;
 use crate::domain::TenantId;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
-const MAX_PER_TENANT: u64 = 1_000;
+pub const MAX_PER_TENANT: i64 = 1_000;
+
+/// How old a row must be before any instance replays it: far longer than the
+/// invalidation and the batched delete of the instance that recorded it take.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One waiting invalidation.
 pub struct Waiting {
@@ -20,40 +28,38 @@ pub struct Waiting {
     pub tags: Vec<String>,
 }
 
-pub async fn push(
-    db: &DatabaseConnection,
+/// Records, inside the change's own transaction, the tags it makes stale.
+pub async fn record(
+    conn: &impl ConnectionTrait,
     tenant: &TenantId,
     tags: &[String],
-) -> Result<(), DbErr> {
-    let waiting = cache_outbox::Entity::find()
-        .filter(cache_outbox::Column::TenantId.eq(tenant.as_str()))
-        .count(db)
-        .await?;
-    let tags = if waiting >= MAX_PER_TENANT {
-        cache_outbox::Entity::delete_many()
-            .filter(cache_outbox::Column::TenantId.eq(tenant.as_str()))
-            .exec(db)
-            .await?;
-        vec![ALL_TAG.to_owned()]
-    } else {
-        tags.to_vec()
-    };
-    let encoded = serde_json::to_string(&tags).map_err(|e| DbErr::Custom(e.to_string()))?;
-    cache_outbox::ActiveModel {
+) -> Result<i64, DbErr> {
+    let encoded = serde_json::to_string(tags).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let row = cache_outbox::ActiveModel {
         tenant_id: Set(tenant.as_str().to_owned()),
         tags: Set(encoded),
-        created_at: Set(chrono::Utc::now()),
+        created_at: Set(Utc::now()),
         ..Default::default()
     }
-    .insert(db)
+    .insert(conn)
     .await?;
-    Ok(())
+    Ok(row.id)
 }
 
-/// The oldest waiting invalidations; rows that cannot be read are dropped from the
-/// answer (and stay, harmless, for an operator to look at).
-pub async fn oldest(db: &DatabaseConnection, limit: u64) -> Result<Vec<Waiting>, DbErr> {
+/// The oldest rows older than `before`, or among `also` (whatever their age); rows that
+/// cannot be read are left out of the answer (and stay, harmless, for an operator).
+pub async fn waiting(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+    also: &[i64],
+    limit: u64,
+) -> Result<Vec<Waiting>, DbErr> {
+    let mut due = Condition::any().add(cache_outbox::Column::CreatedAt.lt(before));
+    if !also.is_empty() {
+        due = due.add(cache_outbox::Column::Id.is_in(also.iter().copied()));
+    }
     let rows = cache_outbox::Entity::find()
+        .filter(due)
         .order_by_asc(cache_outbox::Column::Id)
         .limit(limit)
         .all(db)
@@ -70,7 +76,51 @@ pub async fn oldest(db: &DatabaseConnection, limit: u64) -> Result<Vec<Waiting>,
         .collect())
 }
 
-pub async fn remove(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
-    cache_outbox::Entity::delete_by_id(id).exec(db).await?;
+/// Tenants with more than `MAX_PER_TENANT` rows older than `before`.
+pub async fn crowded(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+) -> Result<Vec<TenantId>, DbErr> {
+    let tenants: Vec<String> = cache_outbox::Entity::find()
+        .select_only()
+        .column(cache_outbox::Column::TenantId)
+        .filter(cache_outbox::Column::CreatedAt.lt(before))
+        .group_by(cache_outbox::Column::TenantId)
+        .having(
+            Expr::col(cache_outbox::Column::Id)
+                .count()
+                .gt(MAX_PER_TENANT),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(tenants
+        .iter()
+        .filter_map(|t| TenantId::parse(t).ok())
+        .collect())
+}
+
+/// Deletes a tenant's rows older than `before` (its whole cache was invalidated).
+pub async fn remove_tenant(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    before: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    cache_outbox::Entity::delete_many()
+        .filter(cache_outbox::Column::TenantId.eq(tenant.as_str()))
+        .filter(cache_outbox::Column::CreatedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn remove(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    cache_outbox::Entity::delete_many()
+        .filter(cache_outbox::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
     Ok(())
 }

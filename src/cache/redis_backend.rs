@@ -3,21 +3,19 @@
 //! timeout; a failure counts as a miss and flips the state to `degraded` (logged once),
 //! and the first success flips it back.
 //!
-//! Read-your-writes with replicas: an invalidation waits (bounded) for the replicas to
-//! acknowledge it; when one does not, replica reads stop on this instance until the
-//! health check sees every replica linked to the primary again.
+//! Read-your-writes with replicas across instances: see `replicas`.
 use super::backend::{BackendState, EntryInfo, Found, Unavailable};
 use super::keys::describe;
+use super::replicas::Replicas;
 use crate::domain::TenantId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const REPLICA_ACK_TIMEOUT_MS: u64 = 250;
 
 /// Reads an entry and tells whether it is still valid: an entry remembers the tenant
 /// sequence its value was read at (`fill`), and a tag invalidated later than that
@@ -85,22 +83,13 @@ end
 return dropped
 ";
 
-struct Replica {
-    url: String,
-    conn: ConnectionManager,
-    healthy: AtomicBool,
-}
-
 struct Shared {
     primary: ConnectionManager,
     /// Invalidations, each followed by `WAIT`, which holds up every later command of its
     /// connection: on a connection of their own, a replica slow to acknowledge delays
     /// only other invalidations, never reads or fills.
     invalidations: ConnectionManager,
-    replicas: Vec<Replica>,
-    next_replica: AtomicUsize,
-    /// Replica reads are off until the health check sees every replica caught up.
-    replicas_trusted: AtomicBool,
+    replicas: Replicas,
     primary_up: AtomicBool,
     prefix: String,
     /// How long a tag's invalidation is remembered: longer than any entry lives, so no
@@ -136,20 +125,12 @@ impl RedisBackend {
     ) -> anyhow::Result<Self> {
         let replicas = replicas
             .iter()
-            .map(|url| {
-                Ok(Replica {
-                    url: crate::config::redact_url(url),
-                    conn: manager(url)?,
-                    healthy: AtomicBool::new(true),
-                })
-            })
+            .map(|url| Ok((crate::config::redact_url(url), manager(url)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let backend = Self(Arc::new(Shared {
             primary: manager(primary)?,
             invalidations: manager(primary)?,
-            replicas,
-            next_replica: AtomicUsize::new(0),
-            replicas_trusted: AtomicBool::new(true),
+            replicas: Replicas::new(replicas, prefix),
             primary_up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
             tag_seq_ttl: longest_ttl + Duration::from_secs(60),
@@ -157,7 +138,13 @@ impl RedisBackend {
             set_script: Script::new(SET_SCRIPT),
             invalidate_script: Script::new(INVALIDATE_SCRIPT),
         }));
-        backend.spawn_health_check();
+        if !backend.0.replicas.is_empty() {
+            Replicas::spawn_validation(
+                &backend.0,
+                |shared| &shared.replicas,
+                backend.0.primary.clone(),
+            );
+        }
         Ok(backend)
     }
 
@@ -202,35 +189,19 @@ impl RedisBackend {
         format!("{}:t:{}:tagseq:{}", self.0.prefix, tenant, tag)
     }
 
-    /// A healthy replica, round-robin, when replica reads are trusted.
-    fn read_replica(&self) -> Option<&Replica> {
-        let replicas = &self.0.replicas;
-        if replicas.is_empty() || !self.0.replicas_trusted.load(Ordering::Relaxed) {
-            return None;
-        }
-        let start = self.0.next_replica.fetch_add(1, Ordering::Relaxed);
-        (0..replicas.len())
-            .map(|i| &replicas[(start + i) % replicas.len()])
-            .find(|r| r.healthy.load(Ordering::Relaxed))
-    }
-
     pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Found, Unavailable> {
         let mut invocation = self.0.get_script.key(key);
         invocation
             .key(self.seq_key(tenant))
             .arg(self.tag_seq_prefix(tenant));
-        if let Some(replica) = self.read_replica() {
+        if let Some(replica) = self.0.replicas.pick() {
             let mut conn = replica.conn.clone();
             match invocation
                 .invoke_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)
                 .await
             {
                 Ok((entry, seq)) => return Ok(found(entry, seq)),
-                Err(err) => {
-                    if replica.healthy.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(replica = %replica.url, error = %err, "redis replica unreachable; reading from the primary");
-                    }
-                }
+                Err(err) => self.0.replicas.failed(replica, &err),
             }
         }
         let mut conn = self.0.primary.clone();
@@ -278,35 +249,8 @@ impl RedisBackend {
         // WAIT counts the writes of its own connection: it must follow the script there.
         let mut conn = self.0.invalidations.clone();
         let dropped: u64 = self.observe(invocation.invoke_async(&mut conn).await)?;
-        self.wait_for_replicas(&mut conn).await;
+        self.0.replicas.settle(&mut conn).await;
         Ok(dropped)
-    }
-
-    /// Blocks (bounded) until the replicas applied the invalidation, so a read served by
-    /// a replica right after the mutation cannot see the dropped entry.
-    async fn wait_for_replicas(&self, conn: &mut ConnectionManager) {
-        let expected = self
-            .0
-            .replicas
-            .iter()
-            .filter(|r| r.healthy.load(Ordering::Relaxed))
-            .count();
-        if expected == 0 {
-            return;
-        }
-        let acked: redis::RedisResult<usize> = redis::cmd("WAIT")
-            .arg(expected)
-            .arg(REPLICA_ACK_TIMEOUT_MS)
-            .query_async(conn)
-            .await;
-        if acked.map_or(true, |n| n < expected)
-            && self.0.replicas_trusted.swap(false, Ordering::Relaxed)
-        {
-            tracing::warn!(
-                expected,
-                "a redis replica did not acknowledge an invalidation; reading from the primary"
-            );
-        }
     }
 
     pub async fn entries(
@@ -372,40 +316,6 @@ impl RedisBackend {
             .collect();
         let seqs: Vec<Option<u64>> = self.observe(conn.mget(&keys).await)?;
         Ok(seqs.into_iter().flatten().any(|seq| seq > stored.fill))
-    }
-
-    /// Every second: replicas that answer and are linked to the primary are used again.
-    fn spawn_health_check(&self) {
-        if self.0.replicas.is_empty() {
-            return;
-        }
-        let weak = Arc::downgrade(&self.0);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let Some(shared) = weak.upgrade() else { return };
-                let mut all_linked = true;
-                for replica in &shared.replicas {
-                    let mut conn = replica.conn.clone();
-                    let info: redis::RedisResult<String> = redis::cmd("INFO")
-                        .arg("replication")
-                        .query_async(&mut conn)
-                        .await;
-                    let linked = info.is_ok_and(|text| text.contains("master_link_status:up"));
-                    if linked && !replica.healthy.swap(true, Ordering::Relaxed) {
-                        tracing::info!(replica = %replica.url, "redis replica back in rotation");
-                    }
-                    if !linked {
-                        replica.healthy.store(false, Ordering::Relaxed);
-                    }
-                    all_linked &= linked;
-                }
-                if all_linked && !shared.replicas_trusted.swap(true, Ordering::Relaxed) {
-                    tracing::info!("redis replicas caught up; replica reads resumed");
-                }
-            }
-        });
     }
 }
 

@@ -23,6 +23,7 @@ pub mod events;
 pub mod failures;
 pub mod gateway;
 pub mod intake;
+mod invalidation;
 pub mod lease;
 pub mod machine;
 pub mod model;

@@ -7,15 +7,14 @@
 use super::events::Events;
 use super::failures::FailureRates;
 use super::gateway::PaymentGateway;
+use super::invalidation;
 use super::lease::{self, Claim, Lease};
 use super::machine::{Action, next_action};
 use super::model::{OrderStatus, Payload, SagaKind, SagaStatus, SagaStepName, StepStatus};
 use super::steps::{self, Ctx, Member, Opening, Outcomes, Verdict, Work};
 use crate::cache::Cache;
 use crate::db::entities::{saga_steps, sagas};
-use crate::domain::{EntityId, TenantId};
 use crate::services::stats::tally;
-use crate::services::tags;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -340,7 +339,7 @@ impl Engine {
         // the effect that rolled back.
         let uncounted = opening.is_some().then_some(work.step());
         match steps::execute(&ctx, work, &members, opening).await {
-            Ok(outcomes) => keep.extend(self.settle(lease, work, group, outcomes).await),
+            Ok(outcomes) => keep.extend(self.settle(lease, group, outcomes).await),
             Err(err) if members.len() == 1 => {
                 if self
                     .fault(lease, work, group, &members[0], &err, uncounted)
@@ -364,9 +363,7 @@ impl Engine {
                     }
                     let one = std::slice::from_ref(member);
                     match steps::execute(&ctx, work, one, opening).await {
-                        Ok(outcomes) => {
-                            keep.extend(self.settle(lease, work, group, outcomes).await)
-                        }
+                        Ok(outcomes) => keep.extend(self.settle(lease, group, outcomes).await),
                         Err(err) => {
                             if self
                                 .fault(lease, work, group, member, &err, uncounted)
@@ -440,23 +437,10 @@ impl Engine {
 
     /// Publishes what a step decided, invalidates what it changed, and puts back the
     /// sagas whose provider answer was lost. Returns the sagas that stay.
-    async fn settle(
-        &self,
-        lease: &Lease,
-        work: Work,
-        group: &[Held],
-        outcomes: Outcomes,
-    ) -> Vec<i64> {
+    async fn settle(&self, lease: &Lease, group: &[Held], outcomes: Outcomes) -> Vec<i64> {
         let decided: Vec<i64> = outcomes.verdicts.iter().map(|(id, _)| *id).collect();
         self.events.publish_many(&decided).await;
-        if work.moves_stock() {
-            let moved: BTreeSet<i64> = outcomes.done().collect();
-            let changed = group
-                .iter()
-                .filter(|h| moved.contains(&h.saga.id))
-                .map(|h| (&h.saga, h.payload.stock_tags()));
-            self.invalidate(changed).await;
-        }
+        invalidation::invalidate(&self.cache, outcomes.recorded).await;
         taken_over(&outcomes.lost);
         let mut keep = Vec::new();
         let mut unknown = Vec::new();
@@ -687,8 +671,15 @@ impl Engine {
             .await?;
             tally::completed(&txn, &completed).await?;
         }
-        txn.commit().await?;
         let finished: Vec<&Held> = group.iter().filter(|h| held.contains(&h.saga.id)).collect();
+        let recorded = invalidation::record(
+            &txn,
+            finished
+                .iter()
+                .map(|h| (&h.saga, h.payload.lines_tags(&h.saga))),
+        )
+        .await?;
+        txn.commit().await?;
         for _ in &finished {
             crate::telemetry::saga_transition(status.as_str());
         }
@@ -699,55 +690,9 @@ impl Engine {
             status = status.as_str(),
             "sagas finished"
         );
-        self.invalidate(
-            finished
-                .iter()
-                .map(|h| (&h.saga, h.payload.lines_tags(&h.saga))),
-        )
-        .await;
+        invalidation::invalidate(&self.cache, recorded).await;
         self.events.publish_many(&ids).await;
         Ok(())
-    }
-
-    /// One invalidation per tenant for the union of the sagas' tags.
-    async fn invalidate<'a>(
-        &self,
-        changed: impl IntoIterator<Item = (&'a sagas::Model, Vec<String>)>,
-    ) {
-        let mut by_tenant: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for (saga, tags) in changed {
-            by_tenant
-                .entry(saga.tenant_id.as_str())
-                .or_default()
-                .extend(tags);
-        }
-        for (tenant, tags) in by_tenant {
-            if let Ok(tenant) = TenantId::parse(tenant) {
-                let tags: Vec<String> = tags.into_iter().collect();
-                self.cache.invalidate(&tenant, &tags).await;
-            }
-        }
-    }
-}
-
-impl Payload {
-    /// Tags of the products whose stock a saga moves.
-    fn stock_tags(&self) -> Vec<String> {
-        let mut tags: Vec<String> = self
-            .lines
-            .iter()
-            .map(|l| tags::product(EntityId::from_db(l.product_id)))
-            .collect();
-        tags.push(tags::PRODUCTS.to_owned());
-        tags
-    }
-
-    /// Everything a finished saga may have changed: stock, the cart, statistics.
-    fn lines_tags(&self, saga: &sagas::Model) -> Vec<String> {
-        let mut tags = self.stock_tags();
-        tags.push(tags::cart(EntityId::from_db(saga.customer_id)));
-        tags.push(tags::STATS.to_owned());
-        tags
     }
 }
 

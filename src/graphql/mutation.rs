@@ -11,7 +11,7 @@ pub async fn finish<T>(ctx: &Context<'_>, changed: Changed<T>) -> async_graphql:
     ) {
         services
             .cache
-            .invalidate(&request.actor.tenant, &changed.tags)
+            .invalidate_recorded(&request.actor.tenant, &changed.tags, changed.recorded)
             .await;
     }
     Ok(changed.value)

@@ -84,8 +84,7 @@ pub async fn add_to_cart(
     )
     .await?;
     check_line(&product, line.quantity)?;
-    txn.commit().await?;
-    Ok(changed(customer, now))
+    changed(txn, actor, customer, now).await
 }
 
 /// Sets a line's quantity; 0 removes the line.
@@ -116,8 +115,7 @@ pub async fn update_cart_item(
         Expr::cust("excluded.quantity"),
     )
     .await?;
-    txn.commit().await?;
-    Ok(changed(customer, now))
+    changed(txn, actor, customer, now).await
 }
 
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
@@ -142,8 +140,7 @@ pub async fn remove_from_cart(
         )));
     }
     let now = touch_cart(&txn, actor, customer).await?;
-    txn.commit().await?;
-    Ok(changed(customer, now))
+    changed(txn, actor, customer, now).await
 }
 
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
@@ -161,18 +158,25 @@ pub async fn clear_cart(
         .exec(&txn)
         .await?;
     let now = touch_cart(&txn, actor, customer).await?;
-    txn.commit().await?;
-    Ok(changed(customer, now))
+    changed(txn, actor, customer, now).await
 }
 
-fn changed(customer: EntityId, updated_at: DateTime<Utc>) -> Changed<CartView> {
-    Changed::new(
+async fn changed(
+    txn: DatabaseTransaction,
+    actor: &Actor,
+    customer: EntityId,
+    updated_at: DateTime<Utc>,
+) -> AppResult<Changed<CartView>> {
+    Changed::commit(
+        txn,
+        &actor.tenant,
         CartView {
             customer_id: customer,
             updated_at,
         },
         vec![tags::cart(customer)],
     )
+    .await
 }
 
 fn check_line(product: &products::Model, quantity: i32) -> AppResult<()> {

@@ -258,12 +258,11 @@ pub async fn create_product(
     .insert(&txn)
     .await
     .on_unique(|| format!("a product with SKU '{sku}' already exists"))?;
-    txn.commit().await?;
     let tags = vec![
         tags::PRODUCTS.to_owned(),
         tags::product(EntityId::from_db(model.id)),
     ];
-    Ok(Changed::new(model, tags))
+    Changed::commit(txn, &actor.tenant, model, tags).await
 }
 
 #[tracing::instrument(skip(db, actor, patch), fields(tenant = %actor.tenant))]
@@ -315,12 +314,14 @@ pub async fn update_product(
             sku_for_error.unwrap_or_default()
         )
     })?;
-    txn.commit().await?;
     // Any field can move a product within a sorted or filtered list.
-    Ok(Changed::new(
+    Changed::commit(
+        txn,
+        &actor.tenant,
         updated,
         vec![tags::PRODUCTS.to_owned(), tags::product(id)],
-    ))
+    )
+    .await
 }
 
 /// Deletes a product and drops it from every cart that held it. A product that an
@@ -361,11 +362,13 @@ pub async fn delete_product(
             Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => in_use(),
             _ => AppError::from(err),
         })?;
-    txn.commit().await?;
-    Ok(Changed::new(
+    Changed::commit(
+        txn,
+        &actor.tenant,
         true,
         vec![tags::PRODUCTS.to_owned(), tags::product(id)],
-    ))
+    )
+    .await
 }
 
 async fn reserved_by_unfinished_saga(
@@ -415,6 +418,7 @@ pub async fn create_category(
         None => Slug::from_name(&name)?,
     }
     .into_inner();
+    let txn = db.begin().await?;
     let model = categories::ActiveModel {
         tenant_id: Set(actor.tenant.as_str().to_owned()),
         name: Set(name),
@@ -422,8 +426,8 @@ pub async fn create_category(
         created_at: Set(Utc::now()),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .on_unique(|| format!("a category with slug '{slug}' already exists"))?;
-    Ok(Changed::new(model, vec![tags::CATEGORIES.to_owned()]))
+    Changed::commit(txn, &actor.tenant, model, vec![tags::CATEGORIES.to_owned()]).await
 }

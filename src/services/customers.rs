@@ -7,7 +7,7 @@ use crate::error::{AppError, AppResult, DbResultExt, Violation};
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
@@ -86,6 +86,7 @@ pub async fn create_customer(
     email: Email,
 ) -> AppResult<Changed<customers::Model>> {
     let email = email.into_inner();
+    let txn = db.begin().await?;
     let model = customers::ActiveModel {
         tenant_id: Set(actor.tenant.as_str().to_owned()),
         name: Set(name.into_inner()),
@@ -93,7 +94,7 @@ pub async fn create_customer(
         created_at: Set(Utc::now()),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .on_violation(|violation| {
         Some(match violation {
@@ -109,7 +110,7 @@ pub async fn create_customer(
         tags::CUSTOMERS.to_owned(),
         tags::customer(EntityId::from_db(model.id)),
     ];
-    Ok(Changed::new(model, tags))
+    Changed::commit(txn, &actor.tenant, model, tags).await
 }
 
 /// Registers a tenant; used by `seed` and by tests (tenants come from the identity

@@ -17,15 +17,39 @@ pub mod tags;
 
 pub use pagination::{Cursor, Page, PageRequest};
 
-/// A mutation's result and the cache tags its commit made stale.
+use crate::domain::TenantId;
+use crate::error::AppResult;
+use sea_orm::DatabaseTransaction;
+
+/// A mutation's result, the cache tags its commit made stale, and the outbox row that
+/// records them.
 #[derive(Debug)]
 pub struct Changed<T> {
     pub value: T,
     pub tags: Vec<String>,
+    pub recorded: Option<i64>,
 }
 
 impl<T> Changed<T> {
-    pub fn new(value: T, tags: Vec<String>) -> Self {
-        Self { value, tags }
+    /// Commits a change: the tags it makes stale are recorded in the cache outbox in
+    /// the same transaction, so that nothing after the commit (a killed process, Redis
+    /// down) can lose their invalidation.
+    pub async fn commit(
+        txn: DatabaseTransaction,
+        tenant: &TenantId,
+        value: T,
+        tags: Vec<String>,
+    ) -> AppResult<Self> {
+        let recorded = if tags.is_empty() {
+            None
+        } else {
+            Some(crate::cache::outbox::record(&txn, tenant, &tags).await?)
+        };
+        txn.commit().await?;
+        Ok(Self {
+            value,
+            tags,
+            recorded,
+        })
     }
 }

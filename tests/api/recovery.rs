@@ -28,6 +28,16 @@ impl Drop for Server {
 }
 
 async fn start_server(database_url: &str, port: u16, prefix: &str, provider: &str) -> Server {
+    start_server_with(database_url, port, prefix, provider, &[]).await
+}
+
+async fn start_server_with(
+    database_url: &str,
+    port: u16,
+    prefix: &str,
+    provider: &str,
+    extra: &[(&str, &str)],
+) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shopgraph"));
     command
         .env_clear()
@@ -50,6 +60,7 @@ async fn start_server(database_url: &str, port: u16, prefix: &str, provider: &st
     if let Some(redis) = test_redis_url().await {
         command.env("REDIS_URL", redis);
     }
+    command.envs(extra.iter().copied());
     let child = command
         .spawn()
         .unwrap_or_else(|e| panic!("start the server: {e}"));
@@ -263,4 +274,91 @@ async fn a_subscriber_on_one_instance_sees_a_saga_run_by_a_worker_on_another() {
     assert!(updates.len() >= 3, "{updates:?}");
     let saga = api.data(Some(&token), SAGA, json!({"id": id})).await;
     assert_eq!(saga["saga"]["status"], "COMPLETED");
+}
+
+/// The outbox row a mutation's transaction wrote survives the instance that made it:
+/// killed (SIGKILL) after its commit and before its invalidation reached Redis, the
+/// change is still invalidated, by another instance, instead of being served stale
+/// until the entry's TTL.
+#[tokio::test]
+async fn a_change_whose_instance_died_before_invalidating_it_is_invalidated_by_another() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let mut survivor_settings = crate::helpers::shared_settings().await;
+    survivor_settings.worker_concurrency = 0;
+    let database_url = survivor_settings.database_url.clone().unwrap_or_default();
+    let prefix = survivor_settings.cache_key_prefix.clone();
+    let survivor = spawn_with(survivor_settings).await;
+    let id = survivor.create_product("MUG", "Mug", "7.00", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    survivor.debug(None, q, json!({"id": id})).await;
+    let cached = survivor.debug(None, q, json!({"id": id})).await;
+    assert_eq!(cached["extensions"]["debug"]["cache"][0]["outcome"], "hit");
+
+    let port = free_port();
+    let mut doomed = start_server_with(
+        &database_url,
+        port,
+        &prefix,
+        "http://127.0.0.1:9",
+        &[
+            ("FAULT_INVALIDATION_DELAY_MS", "600000"),
+            ("WORKER_CONCURRENCY", "0"),
+        ],
+    )
+    .await;
+    let staff = survivor.staff();
+    let (url, mutation_id) = (doomed.url.clone(), id.clone());
+    // Its answer never comes: the invalidation it waits for is held open.
+    let pending = tokio::spawn(async move {
+        gql(
+            &url,
+            &staff,
+            "mutation($id: ID!) { updateProduct(id: $id, input: {price: \"9.00\"}) { id } }",
+            json!({"id": mutation_id}),
+        )
+        .await
+    });
+    let product_id: i64 = id.parse().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let committed = shopgraph::db::entities::products::Entity::find_by_id(product_id)
+            .one(&survivor.db)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.price_cents == 900);
+        if committed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mutation did not commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = doomed.child.kill();
+    let _ = doomed.child.wait();
+    pending.abort();
+
+    let stale = survivor.debug(None, q, json!({"id": id})).await;
+    assert_eq!(
+        stale["data"]["product"]["price"], "7.00",
+        "the killed instance's invalidation ran after all: this test no longer holds the window open"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let started = Instant::now();
+    loop {
+        let seen = survivor.debug(None, q, json!({"id": id})).await;
+        if seen["data"]["product"]["price"] == "9.00" {
+            println!(
+                "invalidated by the survivor {:?} after the kill",
+                started.elapsed()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change of the killed instance is still served stale: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

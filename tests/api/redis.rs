@@ -1,7 +1,7 @@
 //! Real-Redis behaviour: outages, stalls, several instances, read replicas. These run
 //! whenever TEST_REDIS_URL is set (always in CI).
 use crate::helpers::{TestApp, spawn_with, test_redis_url, test_settings};
-use crate::redis_process::{RedisProcess, free_port};
+use crate::redis_process::{RedisProcess, StallableLink, free_port};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,85 @@ async fn reads_go_to_replicas_stay_fresh_after_writes_and_survive_a_dead_replica
         assert!(seen.get("errors").is_none(), "{seen}");
         assert_eq!(seen["data"]["product"]["price"], price);
     }
+}
+
+/// Read-your-writes across instances with a replica that lags while it still answers:
+/// the instance that invalidates fences the replica off for every instance before its
+/// mutation returns, so another instance's next read cannot be served the dropped entry.
+#[tokio::test]
+async fn a_lagging_replica_is_fenced_off_for_every_instance_until_it_catches_up() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let primary = RedisProcess::start(free_port(), None).await;
+    let link = StallableLink::to(primary.port).await;
+    let replica = RedisProcess::start(free_port(), Some(link.port)).await;
+    let mut writer_settings = crate::helpers::shared_settings().await;
+    writer_settings.redis_url = Some(primary.url());
+    writer_settings.redis_replica_urls = vec![replica.url()];
+    let mut reader_settings = test_settings().await;
+    reader_settings
+        .database_url
+        .clone_from(&writer_settings.database_url);
+    reader_settings
+        .cache_key_prefix
+        .clone_from(&writer_settings.cache_key_prefix);
+    reader_settings.redis_url = Some(primary.url());
+    reader_settings.redis_replica_urls = vec![replica.url()];
+    let writer = spawn_with(writer_settings).await;
+    let reader = spawn_with(reader_settings).await;
+    let id = writer.create_product("MUG", "Mug", "7.00", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    let set_price = |price: &'static str| {
+        let writer = &writer;
+        let id = id.clone();
+        async move {
+            let started = Instant::now();
+            writer
+                .data(
+                    Some(&writer.staff()),
+                    "mutation($id: ID!, $p: Decimal!) { updateProduct(id: $id, input: {price: $p}) { id } }",
+                    json!({"id": id, "p": price}),
+                )
+                .await;
+            started.elapsed()
+        }
+    };
+    let served_by_replica = || {
+        let (reader, replica, id) = (&reader, &replica, id.clone());
+        async move {
+            let before = replica.calls("evalsha").await;
+            let seen = reader.debug(None, q, json!({"id": id})).await;
+            outcome(&seen, "product") == "hit" && replica.calls("evalsha").await > before
+        }
+    };
+    eventually(
+        "the reader is served hits by the replica",
+        served_by_replica,
+    )
+    .await;
+
+    link.stall();
+    let took = set_price("8.00").await;
+    println!("an invalidation with a stalled replica took {took:?}");
+    for _ in 0..5 {
+        let seen = reader.debug(None, q, json!({"id": id})).await;
+        assert_eq!(
+            seen["data"]["product"]["price"], "8.00",
+            "another instance read older data after the mutation returned"
+        );
+    }
+
+    link.resume();
+    eventually(
+        "the replica serves reads again once caught up",
+        served_by_replica,
+    )
+    .await;
+    let took = set_price("9.00").await;
+    println!("an invalidation with a healthy replica took {took:?}");
+    let seen = reader.debug(None, q, json!({"id": id})).await;
+    assert_eq!(seen["data"]["product"]["price"], "9.00");
 }
 
 #[tokio::test]

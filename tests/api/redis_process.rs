@@ -132,3 +132,81 @@ impl Drop for RedisProcess {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP link to a local port that the test can stall: while paused, bytes already on
+/// their way are held and nothing more is read, as in a congested network. Both
+/// directions stall, so a replica behind it neither receives the primary's stream nor
+/// acknowledges it, but its link stays up until Redis' replication timeout.
+pub struct StallableLink {
+    pub port: u16,
+    paused: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl StallableLink {
+    pub async fn to(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind a link: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("link address: {e}"))
+            .port();
+        let (paused, watch) = tokio::sync::watch::channel(false);
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let (from_client, to_client) = inbound.into_split();
+                let (from_target, to_target) = outbound.into_split();
+                tokio::spawn(forward(from_client, to_target, watch.clone()));
+                tokio::spawn(forward(from_target, to_client, watch.clone()));
+            }
+        });
+        Self {
+            port,
+            paused,
+            accept,
+        }
+    }
+
+    pub fn stall(&self) {
+        self.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+}
+
+impl Drop for StallableLink {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub use order::{new_order, set_status as set_order_status};
 
 use super::failures::FailureRates;
 use super::gateway::PaymentGateway;
+use super::invalidation::{self, Recorded};
 use super::lease::Lease;
 use super::model::{Payload, SagaKind, SagaStatus, SagaStepName, StepStatus};
 use crate::db::entities::{saga_steps, sagas};
@@ -128,6 +129,8 @@ pub struct Outcomes {
     pub verdicts: Vec<(i64, Verdict)>,
     /// Sagas whose lease was taken over: nothing was written for them.
     pub lost: Vec<i64>,
+    /// The cached reads the work changed, recorded with it, to invalidate.
+    pub recorded: Vec<Recorded>,
 }
 
 impl Outcomes {
@@ -238,10 +241,28 @@ pub async fn execute(
     };
     verdicts.extend(applied);
     record(&txn, work, &verdicts, opening.is_some()).await?;
+    let recorded = if work.moves_stock() {
+        let moved: HashSet<i64> = verdicts
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Done)
+            .map(|(id, _)| *id)
+            .collect();
+        let changed = todo
+            .iter()
+            .filter(|m| moved.contains(&m.id()))
+            .map(|m| (m.saga, m.payload.stock_tags()));
+        invalidation::record(&txn, changed).await?
+    } else {
+        Vec::new()
+    };
     txn.commit().await?;
     verdicts.extend(done.into_iter().map(|id| (id, Verdict::Done)));
     let lost = ids.into_iter().filter(|id| !held.contains(id)).collect();
-    Ok(Outcomes { verdicts, lost })
+    Ok(Outcomes {
+        verdicts,
+        lost,
+        recorded,
+    })
 }
 
 /// Moves the sagas of `changing` that the lease holds into `work`'s saga status (and
