@@ -16,6 +16,7 @@ const INTROSPECTION: &str = r"{
       possibleTypes { name }
       fields(includeDeprecated: true) {
         name
+        args { name }
         type { name ofType { name ofType { name ofType { name ofType { name } } } } }
       }
     }
@@ -26,6 +27,8 @@ struct SchemaType {
     kind: String,
     /// Field name and the name of the type it returns.
     fields: Vec<(String, String)>,
+    /// Each field's argument names.
+    arguments: BTreeMap<String, Vec<String>>,
     possible: Vec<String>,
 }
 
@@ -55,6 +58,14 @@ async fn schema_types() -> (String, BTreeMap<String, SchemaType>) {
             .iter()
             .filter_map(|f| Some((f["name"].as_str()?.to_owned(), named(&f["type"])?)))
             .collect();
+        let arguments = list("fields")
+            .iter()
+            .filter_map(|f| {
+                let args = f["args"].as_array()?.iter();
+                let names = args.filter_map(|a| Some(a["name"].as_str()?.to_owned()));
+                Some((f["name"].as_str()?.to_owned(), names.collect()))
+            })
+            .collect();
         let possible = list("possibleTypes")
             .iter()
             .filter_map(|t| Some(t["name"].as_str()?.to_owned()))
@@ -65,6 +76,7 @@ async fn schema_types() -> (String, BTreeMap<String, SchemaType>) {
                 SchemaType {
                     kind: ty["kind"].as_str().unwrap_or_default().to_owned(),
                     fields,
+                    arguments,
                     possible,
                 },
             );
@@ -104,7 +116,16 @@ async fn problems() -> Vec<String> {
                  FieldCache::never beside its resolver)"
             )),
             Some(FieldCache::Never { .. }) => {}
-            Some(FieldCache::Cached(_)) => {
+            Some(FieldCache::Cached(cached)) => {
+                let arguments = root.arguments.get(field).cloned().unwrap_or_default();
+                for tag in cached.argument_tags {
+                    if !arguments.iter().any(|a| a == tag.argument) {
+                        problems.push(format!(
+                            "Query.{field} takes a tag from argument `{}`, which it does not have",
+                            tag.argument
+                        ));
+                    }
+                }
                 problems.extend(untagged_entities(field, returns, &types, &tagged));
             }
         }
