@@ -124,7 +124,9 @@ pub trait FieldDeclarations {
     const FIELDS: &'static [FieldCache];
 }
 
-/// The cached fields the schema declares, in schema order.
+/// The cached fields the schema declares, in schema order. The only place the cache reads
+/// the GraphQL layer: the declarations stay beside the resolvers, and `modules()` works
+/// before any schema is built (startup reads `CACHE_TTL_<MODULE>` first).
 fn declared() -> impl Iterator<Item = &'static CachedField> {
     crate::graphql::cache_declarations().filter_map(|decl| match decl {
         FieldCache::Cached(cached) => Some(cached),
