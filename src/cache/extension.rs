@@ -4,6 +4,7 @@ use super::keys::{DocumentContext, entry_key};
 use super::policy::{ModulePolicy, Scope};
 use super::tags::{TagCollector, collecting};
 use super::{ALL_TAG, Cache, Lookup, Slot, module_tag};
+use crate::domain::EntityId;
 use crate::graphql::RequestContext;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextResolve,
@@ -150,23 +151,30 @@ impl RequestCache {
     }
 }
 
-/// Tags taken from the field's arguments: `product(id: 5)` depends on `product:5` even
-/// when it resolved to null.
-fn argument_tags(info: &ResolveInfo<'_>, doc: &DocumentContext) -> Vec<String> {
-    if info.name != "product" {
-        return Vec::new();
-    }
-    info.field
-        .arguments
+/// Tags the field's declaration reads from its id arguments (`product(id: 5)` depends on
+/// `product:5` even when it resolved to null).
+fn argument_tags(
+    policy: &ModulePolicy,
+    info: &ResolveInfo<'_>,
+    doc: &DocumentContext,
+) -> Vec<String> {
+    policy
+        .argument_tags
         .iter()
-        .find(|(name, _)| name.node == "id")
-        .and_then(|(_, value)| match doc.constant(&value.node) {
-            Value::String(id) => id.trim().parse::<i64>().ok(),
-            Value::Number(n) => n.as_i64(),
-            _ => None,
+        .filter_map(|declared| {
+            let (_, value) = info
+                .field
+                .arguments
+                .iter()
+                .find(|(name, _)| name.node == declared.argument)?;
+            let id = match doc.constant(&value.node) {
+                Value::String(id) => id.trim().parse::<i64>().ok(),
+                Value::Number(n) => n.as_i64(),
+                _ => None,
+            }?;
+            Some((declared.tag)(EntityId::from_db(id)))
         })
-        .map(|id| vec![format!("product:{id}")])
-        .unwrap_or_default()
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -254,7 +262,7 @@ impl Extension for RequestCache {
             &doc.canonical_field(info.field),
             &identity,
         );
-        let extra_tags = argument_tags(&info, &doc);
+        let extra_tags = argument_tags(&policy, &info, &doc);
         let slot = Slot {
             tenant,
             module: policy.module,
@@ -276,12 +284,12 @@ impl Extension for RequestCache {
             Lookup::Miss { seq, leader } => {
                 let collector = TagCollector::default();
                 let result = collecting(collector.clone(), next.run(ctx, info)).await;
-                let failed = collector.failed();
+                let unstorable = collector.unstorable();
                 let value = result
                     .as_ref()
                     .ok()
                     .and_then(Option::as_ref)
-                    .filter(|_| !failed);
+                    .filter(|_| !unstorable);
                 let tags = entry_tags(&policy, extra_tags, collector);
                 if let Some(value) = value {
                     let ttl = self.ttl_for(&policy, value);

@@ -24,10 +24,12 @@ pub use backend::{Backend, BackendState, EntryInfo, Found};
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
 pub use keys::selected_operation;
 pub use memory::MemoryBackend;
-pub use policy::{CachePolicy, ModulePolicy, RESPONSE_MODULE, Scope};
+pub use policy::{
+    ArgumentTag, CachePolicy, FieldCache, FieldDeclarations, ModulePolicy, RESPONSE_MODULE, Scope,
+};
 pub use redis_backend::{RedisBackend, manager as redis_connection};
 pub use stats::{CacheStatsSnapshot, ModuleStats};
-pub use tags::{record_failure, record_tag};
+pub use tags::{CacheTags, Embeds, record_entity, record_failure};
 
 use crate::domain::TenantId;
 use async_graphql::Value;

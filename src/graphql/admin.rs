@@ -1,6 +1,7 @@
 //! Cache administration (ADMIN): statistics, entries, targeted invalidation.
 use super::context::{ContextExt, Services};
 use crate::cache::{ALL_TAG, BackendState, CachePolicy, EntryInfo, ModuleStats, module_tag};
+use crate::cache::{FieldCache, FieldDeclarations};
 use crate::error::{AppError, GqlResultExt};
 use async_graphql::{Context, Object, SimpleObject};
 
@@ -28,6 +29,13 @@ fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Services> {
 
 #[derive(Default)]
 pub struct AdminQuery;
+
+impl FieldDeclarations for AdminQuery {
+    const FIELDS: &'static [FieldCache] = &[
+        FieldCache::never("cacheStats", "describes the cache itself, read live"),
+        FieldCache::never("cacheEntries", "describes the cache itself, read live"),
+    ];
+}
 
 #[Object]
 impl AdminQuery {

@@ -2,9 +2,10 @@
 use super::context::ContextExt;
 use super::mutation::finish;
 use super::types::{Category, Product, ProductConnection, parse_id, product_connection};
+use crate::cache::{ArgumentTag, FieldCache, FieldDeclarations, Scope};
 use crate::domain::{self, CategoryName, Money, ProductName, Sku, Slug, Stock};
 use crate::error::{AppResult, GqlResultExt};
-use crate::services::{PageRequest, catalog};
+use crate::services::{PageRequest, catalog, tags};
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object};
 use rust_decimal::Decimal;
 
@@ -140,6 +141,21 @@ pub struct CreateCategoryInput {
 
 #[derive(Default)]
 pub struct CatalogQuery;
+
+/// `product(id: 5)` that resolved to null is tagged `product:5`, so creating it shows it.
+const PRODUCT_BY_ID: &[ArgumentTag] = &[ArgumentTag {
+    argument: "id",
+    tag: tags::product,
+}];
+
+impl FieldDeclarations for CatalogQuery {
+    const FIELDS: &'static [FieldCache] = &[
+        FieldCache::cached("product", "products", 60, Scope::Public).argument_tags(PRODUCT_BY_ID),
+        FieldCache::cached("products", "products", 60, Scope::Public).tags(&[tags::PRODUCTS]),
+        FieldCache::cached("categories", "categories", 300, Scope::Public)
+            .tags(&[tags::CATEGORIES]),
+    ];
+}
 
 #[Object]
 impl CatalogQuery {

@@ -3,6 +3,8 @@ mod admin;
 pub mod apq;
 mod catalog;
 pub mod context;
+#[cfg(test)]
+mod field_policy;
 pub mod limits;
 pub mod loaders;
 mod measure;
@@ -17,5 +19,5 @@ mod types;
 pub use apq::ApqStore;
 pub use context::{RequestContext, Services};
 pub use limits::OperationTrace;
-pub use schema::{AppSchema, Limits};
+pub use schema::{AppSchema, Limits, cache_declarations};
 pub use socket_budget::SocketBudget;

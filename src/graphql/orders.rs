@@ -4,6 +4,7 @@ use super::types::{
     Order, OrderConnection, OrderCount, Saga, SagaConnection, order_connection, parse_id,
     parse_opt_id, saga_connection,
 };
+use crate::cache::{FieldCache, FieldDeclarations};
 use crate::checkout::accept::{self, Request};
 use crate::checkout::events;
 use crate::checkout::model::{OrderStatus, PaymentMethod, SagaStatus};
@@ -46,6 +47,21 @@ fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Services> {
 #[derive(Default)]
 pub struct OrdersQuery;
 
+/// Orders and sagas move at every step of a checkout worker, which invalidates no tag
+/// for them; a caller polling a saga must see each step.
+const MOVES_WITH_CHECKOUT: &str =
+    "orders and sagas change at every checkout step, which invalidates no tag for them";
+
+impl FieldDeclarations for OrdersQuery {
+    const FIELDS: &'static [FieldCache] = &[
+        FieldCache::never("order", MOVES_WITH_CHECKOUT),
+        FieldCache::never("orders", MOVES_WITH_CHECKOUT),
+        FieldCache::never("saga", MOVES_WITH_CHECKOUT),
+        FieldCache::never("sagas", MOVES_WITH_CHECKOUT),
+        FieldCache::never("queueStats", "operational figures, read live"),
+    ];
+}
+
 #[Object]
 impl OrdersQuery {
     async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
@@ -53,7 +69,7 @@ impl OrdersQuery {
         Ok(orders::order(ctx.db()?, ctx.actor()?, id)
             .await
             .gql()?
-            .map(Order))
+            .map(Order::new))
     }
 
     /// The caller's orders; STAFF/ADMIN see all and may filter by customer.
@@ -79,7 +95,7 @@ impl OrdersQuery {
         Ok(orders::saga(ctx.db()?, ctx.actor()?, id)
             .await
             .gql()?
-            .map(Saga))
+            .map(Saga::new))
     }
 
     /// STAFF/ADMIN.
@@ -126,7 +142,7 @@ impl OrdersMutation {
             idempotency_key: input.idempotency_key,
         };
         let engine = &services(ctx)?.checkout;
-        Ok(Saga(
+        Ok(Saga::new(
             accept::checkout(engine, ctx.actor()?, request)
                 .await
                 .gql()?,
@@ -158,7 +174,7 @@ impl OrdersMutation {
             idempotency_key: input.idempotency_key,
         };
         let engine = &services(ctx)?.checkout;
-        Ok(Saga(
+        Ok(Saga::new(
             accept::place_order(engine, ctx.actor()?, request, items)
                 .await
                 .gql()?,
@@ -174,7 +190,7 @@ impl OrdersMutation {
     ) -> async_graphql::Result<Saga> {
         let id = parse_id("id", &id)?;
         let engine = &services(ctx)?.checkout;
-        Ok(Saga(
+        Ok(Saga::new(
             accept::cancel_order(engine, ctx.actor()?, id, idempotency_key)
                 .await
                 .gql()?,
@@ -205,7 +221,7 @@ impl Subscription {
         Ok(async_stream::stream! {
             let mut last = first;
             let terminal = |s: &crate::db::entities::sagas::Model| SagaStatus::parse(&s.status).is_some_and(SagaStatus::is_terminal);
-            yield Saga(last.clone());
+            yield Saga::new(last.clone());
             let mut last_steps = step_signature(&services.db, id).await;
             // Pushed, not polled: the saga is read again only when an event names it,
             // or when events may have been missed (a resync, or this receiver lagged).
@@ -220,7 +236,7 @@ impl Subscription {
                 if current.status != last.status || steps != last_steps {
                     last = current;
                     last_steps = steps;
-                    yield Saga(last.clone());
+                    yield Saga::new(last.clone());
                 }
             }
         })

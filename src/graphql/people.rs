@@ -4,6 +4,7 @@ use super::mutation::finish;
 use super::types::{
     Cart, Customer, CustomerConnection, customer_connection, parse_id, parse_opt_id,
 };
+use crate::cache::{FieldCache, FieldDeclarations, Scope};
 use crate::domain::{Email, PersonName};
 use crate::error::{AppResult, GqlResultExt};
 use crate::services::{PageRequest, cart, customers};
@@ -17,6 +18,17 @@ pub struct CreateCustomerInput {
 
 #[derive(Default)]
 pub struct PeopleQuery;
+
+impl FieldDeclarations for PeopleQuery {
+    const FIELDS: &'static [FieldCache] = &[
+        FieldCache::never(
+            "customer",
+            "a per-caller read of one row, which embeds orders (never cached)",
+        ),
+        FieldCache::never("customers", "a staff list whose pages every sign-up shifts"),
+        FieldCache::cached("cart", "cart", 1800, Scope::Private),
+    ];
+}
 
 #[Object]
 impl PeopleQuery {

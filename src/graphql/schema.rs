@@ -8,16 +8,30 @@ use super::limits::QueryLimits;
 use super::orders::{OrdersMutation, OrdersQuery, Subscription};
 use super::people::{PeopleMutation, PeopleQuery};
 use super::stats::StatsQuery;
+use crate::cache::{FieldCache, FieldDeclarations};
 use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
-#[derive(MergedObject, Default)]
-pub struct Query(
+/// The Query root, merged from one object per domain. Each part must declare the cache
+/// decision of its fields (`FieldDeclarations`), or this does not compile.
+macro_rules! query_root {
+    ($($part:ident),+ $(,)?) => {
+        #[derive(MergedObject, Default)]
+        pub struct Query($($part),+);
+
+        /// Every Query field's cache decision, in schema order.
+        pub fn cache_declarations() -> impl Iterator<Item = &'static FieldCache> {
+            [$(<$part as FieldDeclarations>::FIELDS),+].into_iter().flatten()
+        }
+    };
+}
+
+query_root!(
     CatalogQuery,
     PeopleQuery,
     OrdersQuery,
     StatsQuery,
-    AdminQuery,
+    AdminQuery
 );
 
 #[derive(MergedObject, Default)]
@@ -30,7 +44,7 @@ pub struct Mutation(
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
+pub(super) fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_recursive_depth(limits.nesting());
     if limits.enabled {

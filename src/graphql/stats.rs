@@ -3,7 +3,7 @@
 //! by the `stats` tag when an order completes or is cancelled.
 use super::context::ContextExt;
 use super::types::{Customer, Product, db_error};
-use crate::cache::record_tag;
+use crate::cache::{FieldCache, FieldDeclarations, Scope};
 use crate::checkout::model::PaymentMethod;
 use crate::domain::Money;
 use crate::error::{AppError, GqlResultExt};
@@ -110,6 +110,16 @@ fn money(cents: i64) -> Decimal {
 #[derive(Default)]
 pub struct StatsQuery;
 
+impl FieldDeclarations for StatsQuery {
+    const FIELDS: &'static [FieldCache] = &[
+        FieldCache::cached("topProducts", "top_products", 300, Scope::Public).tags(&[tags::STATS]),
+        FieldCache::cached("salesStats", "sales_stats", 300, Scope::Private).tags(&[tags::STATS]),
+        // New customers per month change with every sign-up, not only with orders.
+        FieldCache::cached("customerStats", "customer_stats", 600, Scope::Private)
+            .tags(&[tags::STATS, tags::CUSTOMERS]),
+    ];
+}
+
 #[Object]
 impl StatsQuery {
     /// The most purchased products by units, from completed orders.
@@ -119,7 +129,6 @@ impl StatsQuery {
         ctx: &Context<'_>,
         #[graphql(default = 10)] limit: Option<i32>,
     ) -> async_graphql::Result<Vec<ProductSales>> {
-        record_tag(|| tags::STATS.to_owned());
         let rows = stats::top_products(ctx.db()?, ctx.actor()?, limit.unwrap_or(10), (None, None))
             .await
             .gql()?;
@@ -181,8 +190,6 @@ impl StatsQuery {
 
     /// STAFF/ADMIN: new customers per month, most active customers, repeat-purchase rate.
     async fn customer_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CustomerStats> {
-        // New customers per month change with every sign-up, not only with orders.
-        record_tag(|| tags::CUSTOMERS.to_owned());
         let found = stats::customers(ctx.db()?, ctx.actor()?).await.gql()?;
         Ok(CustomerStats {
             new_customers_per_month: found

@@ -579,3 +579,24 @@ async fn whole_private_responses_never_cross_users() {
         json!({"id": bruno.to_string(), "itemCount": 0})
     );
 }
+
+#[tokio::test]
+async fn a_cart_embedding_orders_is_never_stored_and_one_without_them_is() {
+    // Orders and sagas move with the checkout worker, which invalidates no tag for
+    // them, so they declare themselves uncacheable; an empty order page too, or the
+    // first order would never show.
+    let app = seeded().await;
+    let ana = app.customer(app.create_customer("Ana", "ana@example.com").await);
+    let with_orders =
+        "{ cart { itemCount customer { orders { totalCount edges { node { status } } } } } }";
+    let without = "{ cart { itemCount customer { name } } }";
+    for query in [with_orders, without] {
+        let first = app.debug(Some(&ana), query, json!({})).await;
+        assert_eq!(outcome(&first, "cart"), "miss", "{query}");
+    }
+    let again = app.debug(Some(&ana), with_orders, json!({})).await;
+    assert_eq!(outcome(&again, "cart"), "miss");
+    assert_eq!(again["data"]["cart"]["customer"]["orders"]["totalCount"], 0);
+    let again = app.debug(Some(&ana), without, json!({})).await;
+    assert_eq!(outcome(&again, "cart"), "hit");
+}

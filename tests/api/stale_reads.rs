@@ -51,6 +51,10 @@ const VIEWS: &[(Who, &str)] = &[
         "{ cart { itemCount total items { quantity lineTotal product { id name price stock } } } }",
     ),
     (
+        Who::Customer,
+        "{ cart { customer { name orders { totalCount edges { node { status total saga { status steps { name status } } } } } } } }",
+    ),
+    (
         Who::Staff,
         "{ topProducts(limit: 5) { unitsSold revenue product { id name price } } }",
     ),

@@ -1,5 +1,5 @@
 use super::{Customer, Product, db_error, id};
-use crate::cache::record_tag;
+use crate::cache::{CacheTags, Embeds, record_entity};
 use crate::db::entities::{cart_items, products};
 use crate::domain::{EntityId, Money};
 use crate::error::AppError;
@@ -15,8 +15,7 @@ pub struct Cart(CartView, OnceCell<Vec<CartLine>>);
 
 impl Cart {
     pub fn new(view: CartView) -> Self {
-        record_tag(|| tags::cart(view.customer_id));
-        Self(view, OnceCell::new())
+        record_entity(Self(view, OnceCell::new()))
     }
 
     /// The cart's lines with their products, loaded once per cart object even when
@@ -85,6 +84,14 @@ impl Cart {
     }
 }
 
+impl CacheTags for Cart {
+    /// The cart's lines. Its `itemCount` and `total` are built from lines and their
+    /// products, which record those tags whether or not `items` is selected.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::cart(self.0.customer_id)])
+    }
+}
+
 #[derive(Clone)]
 pub struct CartLine {
     item: cart_items::Model,
@@ -92,14 +99,19 @@ pub struct CartLine {
 }
 
 impl CartLine {
-    /// A line's price and total are its product's, whether or not `product` is selected.
     fn new(item: cart_items::Model, product: products::Model) -> Self {
-        record_tag(|| tags::product(EntityId::from_db(product.id)));
-        Self { item, product }
+        record_entity(Self { item, product })
     }
 
     fn line_money(&self) -> Money {
         Money::from_cents(self.product.price_cents).times(self.item.quantity)
+    }
+}
+
+impl CacheTags for CartLine {
+    /// A line's price and total are its product's, whether or not `product` is selected.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::product(EntityId::from_db(self.product.id))])
     }
 }
 

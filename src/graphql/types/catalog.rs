@@ -1,5 +1,5 @@
 use super::{db_error, id};
-use crate::cache::record_tag;
+use crate::cache::{CacheTags, Embeds, record_entity};
 use crate::db::entities::{categories, products};
 use crate::domain::{EntityId, Money};
 use crate::error::GqlResultExt;
@@ -15,8 +15,14 @@ pub struct Product(products::Model);
 impl Product {
     /// Wraps a product, recording that a value being cached embeds it.
     pub fn new(model: products::Model) -> Self {
-        record_tag(|| tags::product(EntityId::from_db(model.id)));
-        Self(model)
+        record_entity(Self(model))
+    }
+}
+
+impl CacheTags for Product {
+    /// One product's fields.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::product(EntityId::from_db(self.0.id))])
     }
 }
 
@@ -67,8 +73,14 @@ pub struct Category(categories::Model);
 
 impl Category {
     pub fn new(model: categories::Model) -> Self {
-        record_tag(|| tags::CATEGORIES.to_owned());
-        Self(model)
+        record_entity(Self(model))
+    }
+}
+
+impl CacheTags for Category {
+    /// Categories change together (`categories` covers the list and each one's fields).
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::CATEGORIES.to_owned()])
     }
 }
 
@@ -132,7 +144,6 @@ pub fn product_connection(
     page: Page<products::Model>,
     filter: catalog::ProductFilter,
 ) -> ProductConnection {
-    record_tag(|| tags::PRODUCTS.to_owned());
     let mut connection = Connection::with_additional_fields(
         page.has_previous_page,
         page.has_next_page,
@@ -143,5 +154,12 @@ pub fn product_connection(
             .into_iter()
             .map(|(cursor, row)| Edge::new(cursor.encode(), Product::new(row))),
     );
-    connection
+    record_entity(connection)
+}
+
+impl CacheTags for ProductConnection {
+    /// Which products a page holds, and its `totalCount`.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::PRODUCTS.to_owned()])
+    }
 }

@@ -1,5 +1,5 @@
 use super::{Cart, id};
-use crate::cache::record_tag;
+use crate::cache::{CacheTags, Embeds, record_entity};
 use crate::db::entities::customers;
 use crate::domain::EntityId;
 use crate::error::GqlResultExt;
@@ -16,8 +16,14 @@ pub struct Customer(customers::Model);
 
 impl Customer {
     pub fn new(model: customers::Model) -> Self {
-        record_tag(|| tags::customer(EntityId::from_db(model.id)));
-        Self(model)
+        record_entity(Self(model))
+    }
+}
+
+impl CacheTags for Customer {
+    /// The customer's own fields; their orders and cart declare their own tags.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::customer(EntityId::from_db(self.0.id))])
     }
 }
 

@@ -1,4 +1,5 @@
 use super::{Customer, Product, db_error, id};
+use crate::cache::{CacheTags, Embeds, record_entity};
 use crate::checkout::model::{
     OrderStatus, PaymentMethod, SagaKind, SagaStatus, SagaStepName, StepStatus,
 };
@@ -16,7 +17,21 @@ fn corrupt(what: &str) -> async_graphql::Error {
     AppError::Internal(anyhow::anyhow!("unreadable stored {what}")).to_graphql()
 }
 
-pub struct Order(pub orders::Model);
+pub struct Order(orders::Model);
+
+impl Order {
+    pub fn new(model: orders::Model) -> Self {
+        record_entity(Self(model))
+    }
+}
+
+impl CacheTags for Order {
+    /// An order's status and its saga move at every step of a checkout worker, which
+    /// invalidates no tag for them: a cached value never embeds an order.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Uncacheable
+    }
+}
 
 #[Object]
 impl Order {
@@ -67,7 +82,7 @@ impl Order {
             .load_one(self.0.saga_id)
             .await
             .map_err(db_error)?;
-        Ok(saga.map(Saga))
+        Ok(saga.map(Saga::new))
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -98,11 +113,23 @@ impl OrderLine {
     }
 }
 
-pub struct Saga(pub sagas::Model);
+pub struct Saga(sagas::Model);
 
 impl Saga {
+    pub fn new(model: sagas::Model) -> Self {
+        record_entity(Self(model))
+    }
+
     pub fn status_value(&self) -> Option<SagaStatus> {
         SagaStatus::parse(&self.0.status)
+    }
+}
+
+impl CacheTags for Saga {
+    /// A saga's status and steps change at every step of a checkout worker, which
+    /// invalidates no tag for them: a cached value never embeds a saga.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Uncacheable
     }
 }
 
@@ -141,7 +168,7 @@ impl Saga {
             .load_one(order_id)
             .await
             .map_err(db_error)?;
-        Ok(order.map(Order))
+        Ok(order.map(Order::new))
     }
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()
@@ -208,9 +235,17 @@ pub fn order_connection(page: Page<orders::Model>, count: OrderCount) -> OrderCo
     connection.edges.extend(
         page.items
             .into_iter()
-            .map(|(cursor, row)| Edge::new(cursor.encode(), Order(row))),
+            .map(|(cursor, row)| Edge::new(cursor.encode(), Order::new(row))),
     );
-    connection
+    record_entity(connection)
+}
+
+impl CacheTags for OrderConnection {
+    /// Which orders a customer has changes when a checkout creates one, which
+    /// invalidates no tag for it (an empty page embeds no `Order` to say so).
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Uncacheable
+    }
 }
 
 pub fn saga_connection(page: Page<sagas::Model>) -> SagaConnection {
@@ -218,7 +253,14 @@ pub fn saga_connection(page: Page<sagas::Model>) -> SagaConnection {
     connection.edges.extend(
         page.items
             .into_iter()
-            .map(|(cursor, row)| Edge::new(cursor.encode(), Saga(row))),
+            .map(|(cursor, row)| Edge::new(cursor.encode(), Saga::new(row))),
     );
-    connection
+    record_entity(connection)
+}
+
+impl CacheTags for SagaConnection {
+    /// Sagas are created and move without invalidating any tag.
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Uncacheable
+    }
 }
