@@ -21,16 +21,17 @@ mod tags;
 
 pub use backend::{Backend, BackendState, EntryInfo, Found};
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
-pub use keys::selected_operation;
+pub use keys::{selected_operation, tenant_prefix};
 pub use memory::MemoryBackend;
 pub use policy::{CachePolicy, ModulePolicy, RESPONSE_MODULE, Scope};
-pub use redis_backend::{RedisBackend, manager as redis_connection};
+pub use redis_backend::{RedisBackend, connection as redis_connection};
 pub use stats::{CacheStatsSnapshot, ModuleStats};
 pub use tags::{record_failure, record_tag};
 
 use crate::domain::TenantId;
 use async_graphql::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -70,6 +71,13 @@ struct Inner {
     pending: Mutex<Vec<(TenantId, Vec<String>)>>,
     /// Where refused invalidations wait for every instance to replay (`outbox`).
     outbox: OnceLock<sea_orm::DatabaseConnection>,
+    /// Invalidations this instance saw refused, counted; `replayed` is the count up to
+    /// which all of them are known replayed. While they differ, reads skip the cache:
+    /// the backend may still hold entries a refused invalidation drops (a Redis back
+    /// with its data, a promoted replica that never got it), and serving one would be a
+    /// stale read after an acknowledged mutation.
+    refused: AtomicU64,
+    replayed: AtomicU64,
     backend: Backend,
     policy: CachePolicy,
     stats: stats::Stats,
@@ -123,6 +131,8 @@ impl Cache {
             store_hook: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
             outbox: OnceLock::new(),
+            refused: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             backend,
             policy,
             stats: stats::Stats::default(),
@@ -151,7 +161,7 @@ impl Cache {
 
     /// Looks a key up; on a miss either joins a load in flight here or becomes its leader.
     pub async fn lookup(&self, slot: &Slot<'_>) -> Lookup {
-        if !self.enabled() {
+        if !self.enabled() || self.replay_pending() {
             return Lookup::Bypass;
         }
         let found = match self.0.backend.get(slot.tenant, slot.key).await {
@@ -251,7 +261,7 @@ impl Cache {
 
     /// Reads stored bytes as they are (whole responses), counting hits and misses.
     pub async fn get_raw(&self, slot: &Slot<'_>) -> RawLookup {
-        if !self.enabled() {
+        if !self.enabled() || self.replay_pending() {
             return RawLookup::Bypass;
         }
         match self.0.backend.get(slot.tenant, slot.key).await {
@@ -341,6 +351,8 @@ impl Cache {
                 if !kept {
                     self.defer_invalidation(tenant, tags);
                 }
+                // Counted once kept, so a replay round that began before cannot settle it.
+                self.0.refused.fetch_add(1, Ordering::SeqCst);
                 0
             }
         }
@@ -359,9 +371,12 @@ impl Cache {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let Some(db) = inner.outbox.get() else { return };
-                let Ok(waiting) = outbox::oldest(db, 100).await else {
+                let refused = inner.refused.load(Ordering::SeqCst);
+                let Ok(waiting) = outbox::oldest(db, OUTBOX_BATCH).await else {
                     continue;
                 };
+                let drained = (waiting.len() as u64) < OUTBOX_BATCH;
+                let total = waiting.len();
                 let mut replayed = 0;
                 for entry in waiting {
                     if inner
@@ -380,6 +395,10 @@ impl Cache {
                 if replayed > 0 {
                     tracing::info!(replayed, "cache invalidations replayed from the outbox");
                 }
+                let memory_empty = inner.pending.lock().is_ok_and(|p| p.is_empty());
+                if drained && replayed == total && memory_empty {
+                    inner.replayed.fetch_max(refused, Ordering::SeqCst);
+                }
             }
         });
     }
@@ -387,6 +406,11 @@ impl Cache {
     /// Keeps an invalidation that could not reach the backend and replays it until it
     /// does: a Redis that comes back with its data (append-only) must not serve entries
     /// that a mutation made stale while it was away.
+    /// Whether invalidations this instance saw refused may still wait for a replay.
+    fn replay_pending(&self) -> bool {
+        self.0.refused.load(Ordering::SeqCst) != self.0.replayed.load(Ordering::SeqCst)
+    }
+
     fn defer_invalidation(&self, tenant: &TenantId, tags: &[String]) {
         let Ok(mut pending) = self.0.pending.lock() else {
             return;
@@ -400,6 +424,7 @@ impl Cache {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let Some(inner) = weak.upgrade() else { return };
+                let refused = inner.refused.load(Ordering::SeqCst);
                 let batch: Vec<(TenantId, Vec<String>)> = match inner.pending.lock() {
                     Ok(pending) => pending.clone(),
                     Err(_) => return,
@@ -415,6 +440,10 @@ impl Cache {
                     pending.drain(..replayed);
                     if pending.is_empty() {
                         tracing::info!(replayed, "deferred cache invalidations replayed");
+                        // With an outbox, its replay round says when everything is replayed.
+                        if inner.outbox.get().is_none() {
+                            inner.replayed.fetch_max(refused, Ordering::SeqCst);
+                        }
                         return;
                     }
                 }
@@ -452,6 +481,9 @@ pub fn module_tag(module: &str) -> String {
 
 /// The tag every entry carries, for a tenant-wide `invalidateCache`.
 pub const ALL_TAG: &str = "all";
+
+/// Most outbox rows replayed per round.
+const OUTBOX_BATCH: u64 = 100;
 
 /// How often the outbox is checked for invalidations to replay.
 const OUTBOX_REPLAY_EVERY: Duration = Duration::from_millis(500);
