@@ -771,6 +771,94 @@ mod tests {
         assert!(parse_proxy("proxy.local").is_err());
     }
 
+    fn settings(args: &[&str]) -> Settings {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let argv = std::iter::once("shopgraph").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .settings
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        match settings(args).validate() {
+            Ok(()) => panic!("{args:?} accepted"),
+            Err(err) => format!("{err:#}"),
+        }
+    }
+
+    #[test]
+    fn redis_is_one_server_sentinels_or_a_cluster() {
+        let sentinels = settings(&[
+            "--redis-sentinels",
+            "10.0.0.1:26379,redis://10.0.0.2:26379",
+            "--redis-sentinel-master",
+            "shop",
+        ]);
+        assert!(sentinels.validate().is_ok());
+        assert_eq!(
+            sentinels.redis_topology(),
+            Some(Topology::Sentinel {
+                sentinels: vec![
+                    "redis://10.0.0.1:26379".to_owned(),
+                    "redis://10.0.0.2:26379".to_owned()
+                ],
+                master: "shop".to_owned(),
+            })
+        );
+        let cluster = settings(&["--redis-cluster-urls", "redis://a:7000,redis://b:7000"]);
+        assert!(cluster.validate().is_ok());
+        assert!(
+            matches!(cluster.redis_topology(), Some(Topology::Cluster(urls)) if urls.len() == 2)
+        );
+        assert_eq!(settings(&[]).redis_topology(), None);
+
+        for (args, says) in [
+            (
+                &[
+                    "--redis-url",
+                    "redis://a",
+                    "--redis-cluster-urls",
+                    "redis://b",
+                ][..],
+                "REDIS_URL and REDIS_CLUSTER_URLS are exclusive",
+            ),
+            (
+                &[
+                    "--redis-url",
+                    "redis://a",
+                    "--redis-sentinels",
+                    "s:26379",
+                    "--redis-sentinel-master",
+                    "m",
+                ],
+                "REDIS_URL and REDIS_SENTINELS are exclusive",
+            ),
+            (
+                &["--redis-sentinels", "s:26379"],
+                "needs REDIS_SENTINEL_MASTER",
+            ),
+            (&["--redis-sentinel-master", "m"], "needs REDIS_SENTINELS"),
+            (
+                &[
+                    "--redis-cluster-urls",
+                    "redis://a",
+                    "--redis-replica-urls",
+                    "redis://b",
+                ],
+                "REDIS_REPLICA_URLS needs REDIS_URL",
+            ),
+            (&["--redis-cluster-urls", "http://a"], "REDIS_CLUSTER_URLS"),
+            (&["--cache-key-prefix", "shop{x}"], "CACHE_KEY_PREFIX"),
+        ] {
+            let refused = refusal(args);
+            assert!(refused.contains(says), "{args:?}: {refused}");
+        }
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(

@@ -376,7 +376,7 @@ async fn a_three_master_cluster_caches_invalidates_and_carries_saga_events() {
 /// A primary, two replicas and three Sentinels watching them.
 struct Sentinels {
     primary: RedisProcess,
-    _replicas: Vec<RedisProcess>,
+    replicas: Vec<RedisProcess>,
     sentinels: Vec<Spawned>,
     master: String,
 }
@@ -422,7 +422,7 @@ impl Sentinels {
         }
         Self {
             primary,
-            _replicas: replicas,
+            replicas,
             sentinels,
             master,
         }
@@ -433,6 +433,26 @@ impl Sentinels {
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect()
+    }
+
+    /// Until both replicas applied everything the primary wrote so far.
+    async fn replicas_caught_up(&self) {
+        let offset = |info: &str, field: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let written = offset(
+            &self.primary.info("replication").await,
+            "master_repl_offset:",
+        );
+        for replica in &self.replicas {
+            until("the replicas to catch up", 15, || async {
+                offset(&replica.info("replication").await, "slave_repl_offset:") >= written
+            })
+            .await;
+        }
     }
 
     /// The port of the primary the Sentinels name now.
@@ -487,7 +507,11 @@ async fn run_load(app: TestApp, id: String, stop: Arc<AtomicBool>, load: Arc<Loa
             let shown = if query == PRODUCT {
                 seen["data"]["product"]["price"].clone()
             } else {
-                seen["data"]["products"]["edges"][0]["node"]["price"].clone()
+                seen["data"]["products"]["edges"]
+                    .as_array()
+                    .and_then(|edges| edges.iter().find(|e| e["node"]["id"] == id.as_str()))
+                    .map(|e| e["node"]["price"].clone())
+                    .unwrap_or_default()
             };
             if shown != price {
                 load.problem(format!("stale read {round}: wanted {price}, saw {shown}"));
@@ -523,6 +547,18 @@ async fn a_failover_behind_sentinels_is_followed_without_errors_or_stale_reads()
     )
     .await;
 
+    // An entry on every replica, whose invalidation the dead primary will refuse.
+    let lamp = app.create_product("LAMP", "Lamp", "5.00", 3).await;
+    app.debug(None, PRODUCT, json!({"id": lamp})).await;
+    assert_eq!(
+        outcome(
+            &app.debug(None, PRODUCT, json!({"id": lamp})).await,
+            "product"
+        ),
+        "hit"
+    );
+    topology.replicas_caught_up().await;
+
     let stop = Arc::new(AtomicBool::new(false));
     let load = Arc::new(Load::default());
     let running = tokio::spawn(run_load(
@@ -539,9 +575,23 @@ async fn a_failover_behind_sentinels_is_followed_without_errors_or_stale_reads()
     topology.primary.kill();
     let killed = Instant::now();
     let rounds_at_kill = load.rounds.load(Ordering::Relaxed);
+    let changed = app
+        .gql(
+            Some(&app.staff()),
+            SET_PRICE,
+            json!({"id": lamp, "p": "5.55"}),
+        )
+        .await;
+    assert!(changed.get("errors").is_none(), "{changed}");
     // Back: the cache says ok and serves hits again (which only a new primary can, and
-    // only once every invalidation it missed is replayed).
+    // only once every invalidation it missed is replayed). The promoted replica still
+    // holds the lamp's old entry: it must never be served.
     until("the cache to recover on the new primary", 20, || async {
+        let seen = app.debug(None, PRODUCT, json!({"id": lamp})).await;
+        assert_eq!(
+            seen["data"]["product"]["price"], "5.55",
+            "stale read from the promoted replica: {seen}"
+        );
         let body = app.debug(None, PRODUCT, json!({"id": id})).await;
         let again = app.debug(None, PRODUCT, json!({"id": id})).await;
         cache_health(&app).await == "ok"
