@@ -71,12 +71,15 @@ struct Inner {
     pending: Mutex<Vec<(TenantId, Vec<String>)>>,
     /// Where refused invalidations wait for every instance to replay (`outbox`).
     outbox: OnceLock<sea_orm::DatabaseConnection>,
-    /// Invalidations this instance saw refused, counted; `replayed` is the count up to
-    /// which all of them are known replayed. While they differ, reads skip the cache:
-    /// the backend may still hold entries a refused invalidation drops (a Redis back
-    /// with its data, a promoted replica that never got it), and serving one would be a
-    /// stale read after an acknowledged mutation.
-    refused: AtomicU64,
+    /// Backend faults this instance saw, counted: its refused invalidations, and (with
+    /// the outbox attached) failed reads and writes, since while this instance could not
+    /// reach the backend another one's invalidations may have been refused too.
+    /// `replayed` is the count up to which every invalidation refused meanwhile is known
+    /// replayed. While they differ, reads skip the cache: the backend may still hold
+    /// entries a refused invalidation drops (a Redis back with its data, a promoted
+    /// replica that never got it), and serving one would be a stale read after an
+    /// acknowledged mutation.
+    faults: AtomicU64,
     replayed: AtomicU64,
     backend: Backend,
     policy: CachePolicy,
@@ -131,7 +134,7 @@ impl Cache {
             store_hook: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
             outbox: OnceLock::new(),
-            refused: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             backend,
             policy,
@@ -168,6 +171,7 @@ impl Cache {
             Ok(found) => found,
             Err(_) => {
                 self.0.stats.error(slot.tenant, slot.module);
+                self.note_fault();
                 return Lookup::Bypass;
             }
         };
@@ -277,6 +281,7 @@ impl Cache {
             }
             Err(_) => {
                 self.0.stats.error(slot.tenant, slot.module);
+                self.note_fault();
                 RawLookup::Bypass
             }
         }
@@ -305,7 +310,10 @@ impl Cache {
                 key = slot.key,
                 "cache set refused: invalidated while loading"
             ),
-            Err(_) => self.0.stats.error(slot.tenant, slot.module),
+            Err(_) => {
+                self.0.stats.error(slot.tenant, slot.module);
+                self.note_fault();
+            }
         }
     }
 
@@ -352,7 +360,7 @@ impl Cache {
                     self.defer_invalidation(tenant, tags);
                 }
                 // Counted once kept, so a replay round that began before cannot settle it.
-                self.0.refused.fetch_add(1, Ordering::SeqCst);
+                self.0.faults.fetch_add(1, Ordering::SeqCst);
                 0
             }
         }
@@ -371,7 +379,7 @@ impl Cache {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let Some(db) = inner.outbox.get() else { return };
-                let refused = inner.refused.load(Ordering::SeqCst);
+                let faults = inner.faults.load(Ordering::SeqCst);
                 let Ok(waiting) = outbox::oldest(db, OUTBOX_BATCH).await else {
                     continue;
                 };
@@ -397,7 +405,7 @@ impl Cache {
                 }
                 let memory_empty = inner.pending.lock().is_ok_and(|p| p.is_empty());
                 if drained && replayed == total && memory_empty {
-                    inner.replayed.fetch_max(refused, Ordering::SeqCst);
+                    inner.replayed.fetch_max(faults, Ordering::SeqCst);
                 }
             }
         });
@@ -406,9 +414,18 @@ impl Cache {
     /// Keeps an invalidation that could not reach the backend and replays it until it
     /// does: a Redis that comes back with its data (append-only) must not serve entries
     /// that a mutation made stale while it was away.
-    /// Whether invalidations this instance saw refused may still wait for a replay.
+    /// Whether invalidations refused while this instance saw faults may still wait for
+    /// a replay.
     fn replay_pending(&self) -> bool {
-        self.0.refused.load(Ordering::SeqCst) != self.0.replayed.load(Ordering::SeqCst)
+        self.0.faults.load(Ordering::SeqCst) != self.0.replayed.load(Ordering::SeqCst)
+    }
+
+    /// A read or write failed. Counted only with the outbox attached: its replay round
+    /// is what says every invalidation refused meanwhile, by any instance, is replayed.
+    fn note_fault(&self) {
+        if self.0.outbox.get().is_some() {
+            self.0.faults.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn defer_invalidation(&self, tenant: &TenantId, tags: &[String]) {
@@ -424,7 +441,7 @@ impl Cache {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let refused = inner.refused.load(Ordering::SeqCst);
+                let faults = inner.faults.load(Ordering::SeqCst);
                 let batch: Vec<(TenantId, Vec<String>)> = match inner.pending.lock() {
                     Ok(pending) => pending.clone(),
                     Err(_) => return,
@@ -442,7 +459,7 @@ impl Cache {
                         tracing::info!(replayed, "deferred cache invalidations replayed");
                         // With an outbox, its replay round says when everything is replayed.
                         if inner.outbox.get().is_none() {
-                            inner.replayed.fetch_max(refused, Ordering::SeqCst);
+                            inner.replayed.fetch_max(faults, Ordering::SeqCst);
                         }
                         return;
                     }

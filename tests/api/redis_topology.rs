@@ -119,10 +119,16 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
-        let nodes: Vec<Spawned> = (0..3)
-            .map(|_| {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        Self::start_on(&ports).await
+    }
+
+    async fn start_on(ports: &[u16]) -> Self {
+        let nodes: Vec<Spawned> = ports
+            .iter()
+            .map(|&port| {
                 Spawned::start(
-                    free_port(),
+                    port,
                     &[
                         "--cluster-enabled",
                         "yes",
@@ -373,6 +379,38 @@ async fn a_three_master_cluster_caches_invalidates_and_carries_saga_events() {
     }
 }
 
+#[tokio::test]
+async fn a_cluster_down_at_start_is_a_degraded_cache_that_connects_by_itself() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut settings = test_settings().await;
+    settings.redis_url = None;
+    settings.redis_cluster_urls = ports
+        .iter()
+        .map(|port| format!("redis://127.0.0.1:{port}"))
+        .collect();
+    let app = spawn_with(settings).await;
+    // Its invalidation is refused: it waits in the outbox for the cluster.
+    let id = app.create_product("MUG", "Mug", "7.00", 3).await;
+    let body = app.debug(None, PRODUCT, json!({"id": id})).await;
+    assert_eq!(body["data"]["product"]["price"], "7.00");
+    assert_ne!(outcome(&body, "product"), "hit");
+    assert_eq!(cache_health(&app).await, "degraded");
+
+    let _cluster = Cluster::start_on(&ports).await;
+    until("the cache to reach the cluster", 30, || async {
+        app.debug(None, PRODUCT, json!({"id": id})).await;
+        outcome(
+            &app.debug(None, PRODUCT, json!({"id": id})).await,
+            "product",
+        ) == "hit"
+    })
+    .await;
+    assert_eq!(cache_health(&app).await, "ok");
+}
+
 /// A primary, two replicas and three Sentinels watching them.
 struct Sentinels {
     primary: RedisProcess,
@@ -483,9 +521,16 @@ impl Load {
     }
 }
 
-/// Mutations and the reads that follow them, until `stop`: every answer must be free
-/// of errors and every read must show the price the last acknowledged mutation set.
-async fn run_load(app: TestApp, id: String, stop: Arc<AtomicBool>, load: Arc<Load>) {
+/// Mutations on `app` and the reads that follow them on every reader, until `stop`:
+/// every answer must be free of errors and every read must show the price the last
+/// acknowledged mutation set.
+async fn run_load(
+    app: TestApp,
+    readers: Vec<TestApp>,
+    id: String,
+    stop: Arc<AtomicBool>,
+    load: Arc<Load>,
+) {
     let staff = app.staff();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -498,8 +543,8 @@ async fn run_load(app: TestApp, id: String, stop: Arc<AtomicBool>, load: Arc<Loa
             load.problem(format!("mutation {round}: {changed}"));
             continue;
         }
-        for query in [PRODUCT, PRODUCTS] {
-            let seen = app.gql(None, query, json!({"id": id})).await;
+        for (reader, query) in readers.iter().flat_map(|r| [(r, PRODUCT), (r, PRODUCTS)]) {
+            let seen = reader.gql(None, query, json!({"id": id})).await;
             if seen.get("errors").is_some() {
                 load.problem(format!("read {round}: {seen}"));
                 continue;
@@ -528,11 +573,24 @@ async fn a_failover_behind_sentinels_is_followed_without_errors_or_stale_reads()
     }
     let mut topology = Sentinels::start().await;
     let first_primary = topology.primary.port;
-    let mut settings = test_settings().await;
+    let mut settings = crate::helpers::shared_settings().await;
     settings.redis_url = None;
     settings.redis_sentinels = topology.addresses();
     settings.redis_sentinel_master = Some(topology.master.clone());
+    // A second instance on the same database and cache: it only reads, so it learns of
+    // the first one's refused invalidations only through the outbox.
+    let mut other = test_settings().await;
+    other.redis_url = None;
+    other.redis_sentinels.clone_from(&settings.redis_sentinels);
+    other
+        .redis_sentinel_master
+        .clone_from(&settings.redis_sentinel_master);
+    other.database_url.clone_from(&settings.database_url);
+    other
+        .cache_key_prefix
+        .clone_from(&settings.cache_key_prefix);
     let app = spawn_with(settings).await;
+    let reader = spawn_with(other).await;
     let id = app.create_product("MUG", "Mug", "7.00", 3).await;
     until(
         "cached reads through the Sentinels' primary",
@@ -550,19 +608,17 @@ async fn a_failover_behind_sentinels_is_followed_without_errors_or_stale_reads()
     // An entry on every replica, whose invalidation the dead primary will refuse.
     let lamp = app.create_product("LAMP", "Lamp", "5.00", 3).await;
     app.debug(None, PRODUCT, json!({"id": lamp})).await;
-    assert_eq!(
-        outcome(
-            &app.debug(None, PRODUCT, json!({"id": lamp})).await,
-            "product"
-        ),
-        "hit"
-    );
+    for instance in [&app, &reader] {
+        let seen = instance.debug(None, PRODUCT, json!({"id": lamp})).await;
+        assert_eq!(outcome(&seen, "product"), "hit");
+    }
     topology.replicas_caught_up().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = Arc::new(Load::default());
     let running = tokio::spawn(run_load(
         app.clone_handle(),
+        vec![app.clone_handle(), reader.clone_handle()],
         id.clone(),
         stop.clone(),
         load.clone(),
@@ -587,11 +643,13 @@ async fn a_failover_behind_sentinels_is_followed_without_errors_or_stale_reads()
     // only once every invalidation it missed is replayed). The promoted replica still
     // holds the lamp's old entry: it must never be served.
     until("the cache to recover on the new primary", 20, || async {
-        let seen = app.debug(None, PRODUCT, json!({"id": lamp})).await;
-        assert_eq!(
-            seen["data"]["product"]["price"], "5.55",
-            "stale read from the promoted replica: {seen}"
-        );
+        for instance in [&app, &reader] {
+            let seen = instance.debug(None, PRODUCT, json!({"id": lamp})).await;
+            assert_eq!(
+                seen["data"]["product"]["price"], "5.55",
+                "stale read from the promoted replica: {seen}"
+            );
+        }
         let body = app.debug(None, PRODUCT, json!({"id": id})).await;
         let again = app.debug(None, PRODUCT, json!({"id": id})).await;
         cache_health(&app).await == "ok"
