@@ -421,12 +421,19 @@ struct Sentinels {
 
 impl Sentinels {
     async fn start() -> Self {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let master = format!("shop{}", rand::random::<u32>());
+        Self::start_on(&ports, &master).await
+    }
+
+    /// Sentinels on these ports, watching a new primary under the name `master`.
+    async fn start_on(sentinel_ports: &[u16], master: &str) -> Self {
+        let master = master.to_owned();
         let primary = RedisProcess::start(free_port(), None).await;
         let mut replicas = Vec::new();
         for _ in 0..2 {
             replicas.push(RedisProcess::start(free_port(), Some(primary.port)).await);
         }
-        let master = format!("shop{}", rand::random::<u32>());
         let config = format!(
             "sentinel monitor {master} 127.0.0.1 {port} 2\n\
              sentinel down-after-milliseconds {master} 1000\n\
@@ -434,8 +441,9 @@ impl Sentinels {
              sentinel parallel-syncs {master} 2\n",
             port = primary.port
         );
-        let sentinels: Vec<Spawned> = (0..3)
-            .map(|_| Spawned::start(free_port(), &["--sentinel"], Some(&config)))
+        let sentinels: Vec<Spawned> = sentinel_ports
+            .iter()
+            .map(|&port| Spawned::start(port, &["--sentinel"], Some(&config)))
             .collect();
         for sentinel in &sentinels {
             let url = sentinel.url();
@@ -504,6 +512,40 @@ impl Sentinels {
         .await?;
         Some(port)
     }
+}
+
+#[tokio::test]
+async fn sentinels_down_at_start_are_a_degraded_cache_that_connects_by_itself() {
+    if test_redis_url().await.is_none() {
+        return;
+    }
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let master = format!("shop{}", rand::random::<u32>());
+    let mut settings = test_settings().await;
+    settings.redis_url = None;
+    settings.redis_sentinels = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    settings.redis_sentinel_master = Some(master.clone());
+    let app = spawn_with(settings).await;
+    let id = app.create_product("MUG", "Mug", "7.00", 3).await;
+    let body = app.debug(None, PRODUCT, json!({"id": id})).await;
+    assert_eq!(body["data"]["product"]["price"], "7.00");
+    assert_ne!(outcome(&body, "product"), "hit");
+    assert_eq!(cache_health(&app).await, "degraded");
+
+    let _topology = Sentinels::start_on(&ports, &master).await;
+    until(
+        "the cache to reach the primary the Sentinels name",
+        30,
+        || async {
+            app.debug(None, PRODUCT, json!({"id": id})).await;
+            outcome(
+                &app.debug(None, PRODUCT, json!({"id": id})).await,
+                "product",
+            ) == "hit"
+        },
+    )
+    .await;
+    assert_eq!(cache_health(&app).await, "ok");
 }
 
 /// What the load saw: rounds (a mutation, then reads of what it wrote) and problems.
