@@ -17,6 +17,30 @@ const PRODUCTS: &str = "{ products(first: 20) { edges { node { id name price } }
 const SET_PRICE: &str =
     "mutation($id: ID!, $p: Decimal!) { updateProduct(id: $id, input: {price: $p}) { id } }";
 
+/// A loopback port held (bound) until a process is started on it: while held, no
+/// other test takes it, not even as the local port of an outgoing connection.
+struct Reserved(std::net::TcpListener);
+
+impl Reserved {
+    fn new() -> Self {
+        Self(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap_or_else(|e| panic!("no free port: {e}")),
+        )
+    }
+
+    fn port(&self) -> u16 {
+        self.0
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn reserve(n: usize) -> Vec<Self> {
+        (0..n).map(|_| Self::new()).collect()
+    }
+}
+
 /// A Redis process (server, cluster node or Sentinel) in its own directory.
 struct Spawned {
     child: Child,
@@ -25,7 +49,10 @@ struct Spawned {
 }
 
 impl Spawned {
-    fn start(port: u16, args: &[&str], config: Option<&str>) -> Self {
+    /// Starts on the reserved port, released only now.
+    fn start(reserved: Reserved, args: &[&str], config: Option<&str>) -> Self {
+        let port = reserved.port();
+        drop(reserved);
         let dir = std::env::temp_dir().join(format!("shop-topo-{port}-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let mut command = Command::new("redis-server");
@@ -119,14 +146,13 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        Self::start_on(&ports).await
+        Self::start_on(Reserved::reserve(3)).await
     }
 
-    async fn start_on(ports: &[u16]) -> Self {
+    async fn start_on(ports: Vec<Reserved>) -> Self {
         let nodes: Vec<Spawned> = ports
-            .iter()
-            .map(|&port| {
+            .into_iter()
+            .map(|port| {
                 Spawned::start(
                     port,
                     &[
@@ -384,12 +410,13 @@ async fn a_cluster_down_at_start_is_a_degraded_cache_that_connects_by_itself() {
     if test_redis_url().await.is_none() {
         return;
     }
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // Held, so nothing answers on them until the cluster starts.
+    let ports = Reserved::reserve(3);
     let mut settings = test_settings().await;
     settings.redis_url = None;
     settings.redis_cluster_urls = ports
         .iter()
-        .map(|port| format!("redis://127.0.0.1:{port}"))
+        .map(|port| format!("redis://127.0.0.1:{}", port.port()))
         .collect();
     let app = spawn_with(settings).await;
     // Its invalidation is refused: it waits in the outbox for the cluster.
@@ -399,7 +426,7 @@ async fn a_cluster_down_at_start_is_a_degraded_cache_that_connects_by_itself() {
     assert_ne!(outcome(&body, "product"), "hit");
     assert_eq!(cache_health(&app).await, "degraded");
 
-    let _cluster = Cluster::start_on(&ports).await;
+    let _cluster = Cluster::start_on(ports).await;
     until("the cache to reach the cluster", 30, || async {
         app.debug(None, PRODUCT, json!({"id": id})).await;
         outcome(
@@ -421,13 +448,12 @@ struct Sentinels {
 
 impl Sentinels {
     async fn start() -> Self {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let master = format!("shop{}", rand::random::<u32>());
-        Self::start_on(&ports, &master).await
+        Self::start_on(Reserved::reserve(3), &master).await
     }
 
     /// Sentinels on these ports, watching a new primary under the name `master`.
-    async fn start_on(sentinel_ports: &[u16], master: &str) -> Self {
+    async fn start_on(sentinel_ports: Vec<Reserved>, master: &str) -> Self {
         let master = master.to_owned();
         let primary = RedisProcess::start(free_port(), None).await;
         let mut replicas = Vec::new();
@@ -442,8 +468,8 @@ impl Sentinels {
             port = primary.port
         );
         let sentinels: Vec<Spawned> = sentinel_ports
-            .iter()
-            .map(|&port| Spawned::start(port, &["--sentinel"], Some(&config)))
+            .into_iter()
+            .map(|port| Spawned::start(port, &["--sentinel"], Some(&config)))
             .collect();
         for sentinel in &sentinels {
             let url = sentinel.url();
@@ -519,11 +545,15 @@ async fn sentinels_down_at_start_are_a_degraded_cache_that_connects_by_itself() 
     if test_redis_url().await.is_none() {
         return;
     }
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // Held, so nothing answers on them until the Sentinels start.
+    let ports = Reserved::reserve(3);
     let master = format!("shop{}", rand::random::<u32>());
     let mut settings = test_settings().await;
     settings.redis_url = None;
-    settings.redis_sentinels = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    settings.redis_sentinels = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.port()))
+        .collect();
     settings.redis_sentinel_master = Some(master.clone());
     let app = spawn_with(settings).await;
     let id = app.create_product("MUG", "Mug", "7.00", 3).await;
@@ -532,7 +562,7 @@ async fn sentinels_down_at_start_are_a_degraded_cache_that_connects_by_itself() 
     assert_ne!(outcome(&body, "product"), "hit");
     assert_eq!(cache_health(&app).await, "degraded");
 
-    let _topology = Sentinels::start_on(&ports, &master).await;
+    let _topology = Sentinels::start_on(ports, &master).await;
     until(
         "the cache to reach the primary the Sentinels name",
         30,
