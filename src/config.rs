@@ -2,6 +2,7 @@
 //! value stops the start with a message that names the variable. Secrets are never
 //! printed (`Debug` redacts them).
 use crate::domain::TenantId;
+use crate::redis_topology::Topology;
 use anyhow::{Context, bail};
 use clap::Args;
 use clap::builder::BoolishValueParser;
@@ -64,6 +65,36 @@ pub struct Settings {
         global = true
     )]
     pub redis_replica_urls: Vec<String>,
+
+    /// Comma-separated Sentinels (`host:port` or `redis://…`) watching the primary named
+    /// by `REDIS_SENTINEL_MASTER`; instead of `REDIS_URL`.
+    #[arg(
+        long,
+        env = "REDIS_SENTINELS",
+        value_name = "REDIS_SENTINELS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub redis_sentinels: Vec<String>,
+
+    /// The Sentinels' name for the primary (`sentinel monitor <name> …`).
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_MASTER",
+        value_name = "REDIS_SENTINEL_MASTER",
+        global = true
+    )]
+    pub redis_sentinel_master: Option<String>,
+
+    /// Comma-separated Redis Cluster nodes (`redis://…`, any subset); instead of `REDIS_URL`.
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        value_name = "REDIS_CLUSTER_URLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub redis_cluster_urls: Vec<String>,
 
     /// HS256 signing secret (at least 16 bytes). Required in production.
     #[arg(
@@ -445,6 +476,10 @@ impl std::fmt::Debug for Settings {
             .field("database", &self.database_url.as_deref().map(redact_url))
             .field("redis", &self.redis_url.as_deref().map(redact_url))
             .field("redis_replicas", &self.redis_replica_urls.len())
+            .field(
+                "redis_topology",
+                &self.redis_topology().map(|t| t.describe()),
+            )
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("app_env", &self.app_env)
             .field("cache_enabled", &self.cache_enabled)
@@ -462,13 +497,7 @@ impl Settings {
         {
             bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");
         }
-        for url in self.redis_url.iter().chain(&self.redis_replica_urls) {
-            redis::parse_redis_url(url)
-                .with_context(|| "REDIS_URL / REDIS_REPLICA_URLS: not a valid redis:// URL")?;
-        }
-        if !self.redis_replica_urls.is_empty() && self.redis_url.is_none() {
-            bail!("REDIS_REPLICA_URLS needs REDIS_URL (the primary) as well");
-        }
+        self.validate_redis()?;
         if let Some(secret) = &self.jwt_secret
             && secret.len() < 16
         {
@@ -477,8 +506,11 @@ impl Settings {
         if self.app_env == AppEnv::Production && self.jwt_secret.is_none() {
             bail!("JWT_SECRET is required when APP_ENV=production");
         }
-        if self.cache_key_prefix.is_empty() || self.cache_key_prefix.contains([':', ' ', '*']) {
-            bail!("CACHE_KEY_PREFIX must be non-empty and hold no ':', ' ' or '*'");
+        // Braces would move the hash tag that keeps a tenant's keys on one cluster slot.
+        if self.cache_key_prefix.is_empty()
+            || self.cache_key_prefix.contains([':', ' ', '*', '{', '}'])
+        {
+            bail!("CACHE_KEY_PREFIX must be non-empty and hold no ':', ' ', '*', '{{' or '}}'");
         }
         if self.cache_ttl_jitter > 100 {
             bail!("CACHE_TTL_JITTER is a percentage (0-100)");
@@ -517,6 +549,81 @@ impl Settings {
         TenantId::parse(&self.default_tenant)
             .map_err(|e| anyhow::anyhow!("DEFAULT_TENANT: {e}"))?;
         self.validate_protection()
+    }
+
+    /// One topology at a time: `REDIS_URL` (with optional `REDIS_REPLICA_URLS`),
+    /// `REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER`, or `REDIS_CLUSTER_URLS`.
+    fn validate_redis(&self) -> anyhow::Result<()> {
+        for url in self.redis_url.iter().chain(&self.redis_replica_urls) {
+            redis::parse_redis_url(url)
+                .with_context(|| "REDIS_URL / REDIS_REPLICA_URLS: not a valid redis:// URL")?;
+        }
+        for url in &self.redis_cluster_urls {
+            redis::parse_redis_url(url).with_context(|| {
+                format!(
+                    "REDIS_CLUSTER_URLS: '{}' is not a valid redis:// URL",
+                    redact_url(url)
+                )
+            })?;
+        }
+        for sentinel in &self.redis_sentinels {
+            redis::parse_redis_url(&sentinel_url(sentinel)).with_context(|| {
+                format!(
+                    "REDIS_SENTINELS: '{}' is neither host:port nor a redis:// URL",
+                    redact_url(sentinel)
+                )
+            })?;
+        }
+        let chosen: Vec<&str> = [
+            ("REDIS_URL", self.redis_url.is_some()),
+            ("REDIS_SENTINELS", !self.redis_sentinels.is_empty()),
+            ("REDIS_CLUSTER_URLS", !self.redis_cluster_urls.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if chosen.len() > 1 {
+            bail!(
+                "{} are exclusive: set one way to reach Redis",
+                chosen.join(" and ")
+            );
+        }
+        if !self.redis_replica_urls.is_empty() && self.redis_url.is_none() {
+            bail!(
+                "REDIS_REPLICA_URLS needs REDIS_URL (the primary) as well; behind Sentinels or in a \
+                 cluster the replicas are found, not listed"
+            );
+        }
+        match (&self.redis_sentinel_master, self.redis_sentinels.is_empty()) {
+            (Some(_), true) => bail!("REDIS_SENTINEL_MASTER needs REDIS_SENTINELS as well"),
+            (None, false) => bail!(
+                "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name the Sentinels monitor)"
+            ),
+            (Some(name), false) if name.trim().is_empty() || name.contains(char::is_whitespace) => {
+                bail!("REDIS_SENTINEL_MASTER must be a name without spaces")
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Where Redis runs; `None` means in-process cache, pub/sub and queue.
+    pub fn redis_topology(&self) -> Option<Topology> {
+        if let Some(url) = &self.redis_url {
+            return Some(Topology::Single(url.clone()));
+        }
+        if !self.redis_cluster_urls.is_empty() {
+            return Some(Topology::Cluster(self.redis_cluster_urls.clone()));
+        }
+        let master = self.redis_sentinel_master.clone()?;
+        (!self.redis_sentinels.is_empty()).then(|| Topology::Sentinel {
+            sentinels: self
+                .redis_sentinels
+                .iter()
+                .map(|s| sentinel_url(s))
+                .collect(),
+            master,
+        })
     }
 
     fn validate_protection(&self) -> anyhow::Result<()> {
@@ -629,6 +736,16 @@ fn parse_proxy(raw: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("'{raw}' is not an IP address or CIDR network"))
 }
 
+/// A `REDIS_SENTINELS` entry as a URL: `host:port` means `redis://host:port`.
+fn sentinel_url(raw: &str) -> String {
+    let raw = raw.trim();
+    if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("redis://{raw}")
+    }
+}
+
 /// Hides the password of `scheme://user:password@host/...`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -652,6 +769,94 @@ mod tests {
         assert!(parse_proxy(" 10.0.0.0/8 ").is_ok());
         assert!(parse_proxy("::1").is_ok());
         assert!(parse_proxy("proxy.local").is_err());
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let argv = std::iter::once("shopgraph").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .settings
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        match settings(args).validate() {
+            Ok(()) => panic!("{args:?} accepted"),
+            Err(err) => format!("{err:#}"),
+        }
+    }
+
+    #[test]
+    fn redis_is_one_server_sentinels_or_a_cluster() {
+        let sentinels = settings(&[
+            "--redis-sentinels",
+            "10.0.0.1:26379,redis://10.0.0.2:26379",
+            "--redis-sentinel-master",
+            "shop",
+        ]);
+        assert!(sentinels.validate().is_ok());
+        assert_eq!(
+            sentinels.redis_topology(),
+            Some(Topology::Sentinel {
+                sentinels: vec![
+                    "redis://10.0.0.1:26379".to_owned(),
+                    "redis://10.0.0.2:26379".to_owned()
+                ],
+                master: "shop".to_owned(),
+            })
+        );
+        let cluster = settings(&["--redis-cluster-urls", "redis://a:7000,redis://b:7000"]);
+        assert!(cluster.validate().is_ok());
+        assert!(
+            matches!(cluster.redis_topology(), Some(Topology::Cluster(urls)) if urls.len() == 2)
+        );
+        assert_eq!(settings(&[]).redis_topology(), None);
+
+        for (args, says) in [
+            (
+                &[
+                    "--redis-url",
+                    "redis://a",
+                    "--redis-cluster-urls",
+                    "redis://b",
+                ][..],
+                "REDIS_URL and REDIS_CLUSTER_URLS are exclusive",
+            ),
+            (
+                &[
+                    "--redis-url",
+                    "redis://a",
+                    "--redis-sentinels",
+                    "s:26379",
+                    "--redis-sentinel-master",
+                    "m",
+                ],
+                "REDIS_URL and REDIS_SENTINELS are exclusive",
+            ),
+            (
+                &["--redis-sentinels", "s:26379"],
+                "needs REDIS_SENTINEL_MASTER",
+            ),
+            (&["--redis-sentinel-master", "m"], "needs REDIS_SENTINELS"),
+            (
+                &[
+                    "--redis-cluster-urls",
+                    "redis://a",
+                    "--redis-replica-urls",
+                    "redis://b",
+                ],
+                "REDIS_REPLICA_URLS needs REDIS_URL",
+            ),
+            (&["--redis-cluster-urls", "http://a"], "REDIS_CLUSTER_URLS"),
+            (&["--cache-key-prefix", "shop{x}"], "CACHE_KEY_PREFIX"),
+        ] {
+            let refused = refusal(args);
+            assert!(refused.contains(says), "{args:?}: {refused}");
+        }
     }
 
     #[test]

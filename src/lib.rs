@@ -20,6 +20,8 @@ pub mod graphql;
 /// The HTTP surface: GraphQL over HTTP and WebSocket, health, metrics, playground, and
 /// the layers in front of them (CORS, rate limit, body limit).
 pub mod http;
+/// Where Redis runs (one server, Sentinel, Cluster) and connections that follow it.
+pub mod redis_topology;
 /// Business rules and transactions for catalog, customers and carts.
 pub mod services;
 /// Builds the whole application from settings (used by `main` and the tests).

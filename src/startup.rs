@@ -108,9 +108,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
 /// Persisted queries in Redis when configured (shared by every instance), else in
 /// process.
 fn apq_store(settings: &Settings, limits: Limits) -> anyhow::Result<ApqStore> {
-    Ok(match &settings.redis_url {
-        Some(url) => ApqStore::redis(
-            crate::cache::redis_connection(url).context("REDIS_URL")?,
+    Ok(match &settings.redis_topology() {
+        Some(topology) => ApqStore::redis(
+            crate::cache::redis_connection(topology).context("Redis for persisted queries")?,
             &settings.cache_key_prefix,
             settings.apq_ttl,
             limits,
@@ -131,8 +131,9 @@ pub fn build_engine(
     db: &sea_orm::DatabaseConnection,
     cache: &Cache,
 ) -> anyhow::Result<Arc<Engine>> {
-    let events = match &settings.redis_url {
-        Some(url) => Events::with_redis(url, &settings.cache_key_prefix).context("REDIS_URL")?,
+    let events = match &settings.redis_topology() {
+        Some(topology) => Events::with_redis(topology, &settings.cache_key_prefix)
+            .context("Redis for saga events")?,
         None => Events::in_process(),
     };
     Ok(Arc::new(Engine {
@@ -251,15 +252,15 @@ pub fn build_cache(settings: &Settings) -> anyhow::Result<Cache> {
         settings.cache_ttl_jitter,
         |module| overrides.get(module).copied(),
     );
-    let backend = match &settings.redis_url {
-        Some(url) => Backend::Redis(
+    let backend = match &settings.redis_topology() {
+        Some(topology) => Backend::Redis(
             RedisBackend::connect(
-                url,
+                topology,
                 &settings.redis_replica_urls,
                 &settings.cache_key_prefix,
                 policy.longest_ttl(),
             )
-            .context("REDIS_URL")?,
+            .with_context(|| format!("Redis cache ({})", topology.describe()))?,
         ),
         None => Backend::Memory(MemoryBackend::new(settings.cache_max_entries)),
     };

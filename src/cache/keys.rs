@@ -1,6 +1,7 @@
-//! Cache keys: `{prefix}:t:{tenant}:{module}:{field}:{digest}`, where the digest covers
-//! the field's arguments (variables resolved), its whole selection set (fragments
-//! expanded) and, for private fields, who asked. Equal keys mean equal results.
+//! Cache keys: `{prefix}:t:{tenant}:{module}:{field}:{digest}` (the tenant written in
+//! braces, see `tenant_prefix`), where the digest covers the field's arguments
+//! (variables resolved), its whole selection set (fragments expanded) and, for private
+//! fields, who asked. Equal keys mean equal results.
 use super::backend::EntryInfo;
 use async_graphql::parser::types::Directive;
 use async_graphql::parser::types::{
@@ -184,6 +185,13 @@ pub fn selected_operation<'a>(
     }
 }
 
+/// The start of every key of a tenant, `{prefix}:t:{{tenant}}`: the braces make the
+/// tenant a Redis Cluster hash tag, so a tenant's entries, sequence and tag stamps share
+/// one slot and each cache script (which derives tag keys from an entry) touches one.
+pub fn tenant_prefix(prefix: &str, tenant: &str) -> String {
+    format!("{prefix}:t:{{{tenant}}}")
+}
+
 pub fn entry_key(
     prefix: &str,
     tenant: &str,
@@ -197,7 +205,10 @@ pub fn entry_key(
     hasher.update([0]);
     hasher.update(identity.as_bytes());
     let digest = hex::encode(&hasher.finalize()[..16]);
-    format!("{prefix}:t:{tenant}:{module}:{field}:{digest}")
+    format!(
+        "{}:{module}:{field}:{digest}",
+        tenant_prefix(prefix, tenant)
+    )
 }
 
 /// Describes an entry for `cacheEntries` from its key.
@@ -231,6 +242,22 @@ mod tests {
             panic!("a field")
         };
         ctx.canonical_field(&field.node)
+    }
+
+    #[test]
+    fn a_tenants_keys_share_one_cluster_slot() {
+        let entry = entry_key("shop", "acme", "products", "products", "{ id }", "");
+        assert!(
+            entry.starts_with("shop:t:{acme}:products:products:"),
+            "{entry}"
+        );
+        let slot = |key: &str| redis::cluster_routing::Slot::for_key(key);
+        let seq = format!("{}:seq", tenant_prefix("shop", "acme"));
+        let tag = format!("{}:tagseq:product:7", tenant_prefix("shop", "acme"));
+        assert_eq!(slot(&entry), slot(&seq));
+        assert_eq!(slot(&entry), slot(&tag));
+        let other = format!("{}:seq", tenant_prefix("shop", "other"));
+        assert_ne!(slot(&seq), slot(&other), "tenants spread over slots");
     }
 
     #[test]

@@ -22,18 +22,19 @@ mod tags;
 
 pub use backend::{Backend, BackendState, EntryInfo, Found};
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
-pub use keys::selected_operation;
+pub use keys::{selected_operation, tenant_prefix};
 pub use memory::MemoryBackend;
 pub use policy::{
     ArgumentTag, CachePolicy, FieldCache, FieldDeclarations, ModulePolicy, RESPONSE_MODULE, Scope,
 };
-pub use redis_backend::{RedisBackend, manager as redis_connection};
+pub use redis_backend::{RedisBackend, connection as redis_connection};
 pub use stats::{CacheStatsSnapshot, ModuleStats};
 pub use tags::{CacheTags, Embeds, record_entity, record_failure};
 
 use crate::domain::TenantId;
 use async_graphql::Value;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -80,6 +81,16 @@ struct Inner {
     /// Outbox rows of this instance's invalidations the backend refused: replayed
     /// without waiting for `outbox::GRACE`.
     refused: Mutex<BTreeSet<i64>>,
+    /// Backend faults this instance saw, counted: its refused invalidations, and (with
+    /// the outbox attached) failed reads and writes, since while this instance could not
+    /// reach the backend another one's invalidations may have been refused too.
+    /// `replayed` is the count up to which every invalidation refused meanwhile is known
+    /// replayed. While they differ, reads skip the cache: the backend may still hold
+    /// entries a refused invalidation drops (a Redis back with its data, a promoted
+    /// replica that never got it), and serving one would be a stale read after an
+    /// acknowledged mutation.
+    faults: AtomicU64,
+    replayed: AtomicU64,
     backend: Backend,
     policy: CachePolicy,
     stats: stats::Stats,
@@ -136,6 +147,8 @@ impl Cache {
             invalidation_delay: Mutex::new(None),
             settled: Mutex::new(Vec::new()),
             refused: Mutex::new(BTreeSet::new()),
+            faults: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             backend,
             policy,
             stats: stats::Stats::default(),
@@ -164,13 +177,14 @@ impl Cache {
 
     /// Looks a key up; on a miss either joins a load in flight here or becomes its leader.
     pub async fn lookup(&self, slot: &Slot<'_>) -> Lookup {
-        if !self.enabled() {
+        if !self.enabled() || self.replay_pending() {
             return Lookup::Bypass;
         }
         let found = match self.0.backend.get(slot.tenant, slot.key).await {
             Ok(found) => found,
             Err(_) => {
                 self.0.stats.error(slot.tenant, slot.module);
+                self.note_fault();
                 return Lookup::Bypass;
             }
         };
@@ -264,7 +278,7 @@ impl Cache {
 
     /// Reads stored bytes as they are (whole responses), counting hits and misses.
     pub async fn get_raw(&self, slot: &Slot<'_>) -> RawLookup {
-        if !self.enabled() {
+        if !self.enabled() || self.replay_pending() {
             return RawLookup::Bypass;
         }
         match self.0.backend.get(slot.tenant, slot.key).await {
@@ -280,6 +294,7 @@ impl Cache {
             }
             Err(_) => {
                 self.0.stats.error(slot.tenant, slot.module);
+                self.note_fault();
                 RawLookup::Bypass
             }
         }
@@ -308,7 +323,10 @@ impl Cache {
                 key = slot.key,
                 "cache set refused: invalidated while loading"
             ),
-            Err(_) => self.0.stats.error(slot.tenant, slot.module),
+            Err(_) => {
+                self.0.stats.error(slot.tenant, slot.module);
+                self.note_fault();
+            }
         }
     }
 
@@ -382,6 +400,8 @@ impl Cache {
                     }
                     _ => self.defer_invalidation(tenant, tags),
                 }
+                // Counted once kept, so a replay round that began before cannot settle it.
+                self.0.faults.fetch_add(1, Ordering::SeqCst);
                 0
             }
         }
@@ -414,6 +434,20 @@ impl Cache {
         });
     }
 
+    /// Whether invalidations refused while this instance saw faults may still wait for
+    /// a replay.
+    fn replay_pending(&self) -> bool {
+        self.0.faults.load(Ordering::SeqCst) != self.0.replayed.load(Ordering::SeqCst)
+    }
+
+    /// A read or write failed. Counted only with the outbox attached: its replay round
+    /// is what says every invalidation refused meanwhile, by any instance, is replayed.
+    fn note_fault(&self) {
+        if self.0.outbox.get().is_some() {
+            self.0.faults.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Keeps an invalidation that could not reach the backend and replays it until it
     /// does: a Redis that comes back with its data (append-only) must not serve entries
     /// that a mutation made stale while it was away.
@@ -430,6 +464,7 @@ impl Cache {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let Some(inner) = weak.upgrade() else { return };
+                let faults = inner.faults.load(Ordering::SeqCst);
                 let batch: Vec<(TenantId, Vec<String>)> = match inner.pending.lock() {
                     Ok(pending) => pending.clone(),
                     Err(_) => return,
@@ -445,6 +480,10 @@ impl Cache {
                     pending.drain(..replayed);
                     if pending.is_empty() {
                         tracing::info!(replayed, "deferred cache invalidations replayed");
+                        // With an outbox, its replay round says when everything is replayed.
+                        if inner.outbox.get().is_none() {
+                            inner.replayed.fetch_max(faults, Ordering::SeqCst);
+                        }
                         return;
                     }
                 }
@@ -503,7 +542,15 @@ impl Inner {
             }
             return;
         }
-        let before = chrono::Utc::now() - outbox::GRACE;
+        // After a fault this instance saw, every row is replayed whatever its age, and
+        // reads skip the cache until a round has replayed them all (`replay_pending`).
+        let faults = self.faults.load(Ordering::SeqCst);
+        let catching_up = faults != self.replayed.load(Ordering::SeqCst);
+        let before = if catching_up {
+            chrono::Utc::now()
+        } else {
+            chrono::Utc::now() - outbox::GRACE
+        };
         for tenant in outbox::crowded(db, before).await.unwrap_or_default() {
             if self
                 .backend
@@ -541,17 +588,24 @@ impl Inner {
             }
             replayed.push(entry.id);
         }
-        if replayed.is_empty() || outbox::remove(db, &replayed).await.is_err() {
-            return;
-        }
-        if let Ok(mut refused) = self.refused.lock() {
-            for id in &replayed {
-                refused.remove(id);
+        if !replayed.is_empty() {
+            if outbox::remove(db, &replayed).await.is_err() {
+                return;
             }
+            if let Ok(mut refused) = self.refused.lock() {
+                for id in &replayed {
+                    refused.remove(id);
+                }
+            }
+            tracing::info!(
+                replayed = replayed.len(),
+                "cache invalidations replayed from the outbox"
+            );
         }
-        tracing::info!(
-            replayed = replayed.len(),
-            "cache invalidations replayed from the outbox"
-        );
+        let drained = waiting.len() < OUTBOX_BATCH as usize && replayed.len() == waiting.len();
+        let memory_empty = self.pending.lock().is_ok_and(|p| p.is_empty());
+        if drained && memory_empty {
+            self.replayed.fetch_max(faults, Ordering::SeqCst);
+        }
     }
 }

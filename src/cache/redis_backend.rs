@@ -4,11 +4,17 @@
 //! and the first success flips it back.
 //!
 //! Read-your-writes with replicas across instances: see `replicas`.
+//!
+//! Behind Sentinels (reads on the primary only) an invalidation counts as done once a
+//! replica has it: the replica a failover promotes is the most advanced one, so an
+//! acknowledged invalidation survives the failover; one no replica took goes to the
+//! outbox like any refused one. In a cluster every key of a tenant is on one slot
+//! (`keys::tenant_prefix`), so each script runs on one node.
 use super::backend::{BackendState, EntryInfo, Found, Unavailable};
-use super::keys::describe;
+use super::keys::{describe, tenant_prefix};
 use super::replicas::Replicas;
 use crate::domain::TenantId;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use crate::redis_topology::{RedisConn, Timeouts, Topology};
 use redis::{AsyncCommands, Script};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +22,12 @@ use std::time::Duration;
 
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const REPLICA_ACK_TIMEOUT_MS: u64 = 250;
+const TIMEOUTS: Timeouts = Timeouts {
+    response: RESPONSE_TIMEOUT,
+    connect: CONNECT_TIMEOUT,
+    retries: Some(1),
+};
 
 /// Reads an entry and tells whether it is still valid: an entry remembers the tenant
 /// sequence its value was read at (`fill`), and a tag invalidated later than that
@@ -84,11 +96,14 @@ return dropped
 ";
 
 struct Shared {
-    primary: ConnectionManager,
+    primary: RedisConn,
     /// Invalidations, each followed by `WAIT`, which holds up every later command of its
     /// connection: on a connection of their own, a replica slow to acknowledge delays
     /// only other invalidations, never reads or fills.
-    invalidations: ConnectionManager,
+    invalidations: RedisConn,
+    /// Replicas (unlisted: a Sentinel's) that must hold an invalidation before it
+    /// counts as done; 0 when none are required.
+    required_acks: usize,
     replicas: Replicas,
     primary_up: AtomicBool,
     prefix: String,
@@ -103,33 +118,36 @@ struct Shared {
 #[derive(Clone)]
 pub struct RedisBackend(Arc<Shared>);
 
-/// A lazily connecting manager with this module's short timeouts and few retries.
-pub fn manager(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_secs(2));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+/// A lazily connecting connection with this module's short timeouts and few retries.
+pub fn connection(topology: &Topology) -> anyhow::Result<RedisConn> {
+    topology.connect(TIMEOUTS)
 }
 
 impl RedisBackend {
     /// Connects lazily: a Redis that is down at start means `degraded`, not a failed start.
     /// `longest_ttl`: the longest any entry may live.
     pub fn connect(
-        primary: &str,
+        topology: &Topology,
         replicas: &[String],
         prefix: &str,
         longest_ttl: Duration,
     ) -> anyhow::Result<Self> {
         let replicas = replicas
             .iter()
-            .map(|url| Ok((crate::config::redact_url(url), manager(url)?)))
+            .map(|url| {
+                Ok((
+                    crate::config::redact_url(url),
+                    crate::redis_topology::single(url, TIMEOUTS)?,
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let backend = Self(Arc::new(Shared {
-            primary: manager(primary)?,
-            invalidations: manager(primary)?,
+            primary: connection(topology)?,
+            invalidations: connection(topology)?,
+            required_acks: match topology {
+                Topology::Sentinel { .. } => 1,
+                Topology::Single(_) | Topology::Cluster(_) => 0,
+            },
             replicas: Replicas::new(replicas, prefix),
             primary_up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
@@ -173,20 +191,25 @@ impl RedisBackend {
         }
     }
 
+    /// Every key of `tenant` starts so (one cluster slot per tenant).
+    fn tenant(&self, tenant: &TenantId) -> String {
+        tenant_prefix(&self.0.prefix, tenant.as_str())
+    }
+
     fn seq_key(&self, tenant: &TenantId) -> String {
-        format!("{}:t:{}:seq", self.0.prefix, tenant)
+        format!("{}:seq", self.tenant(tenant))
     }
 
     fn tag_count_key(&self, tenant: &TenantId, tag: &str) -> String {
-        format!("{}:t:{}:tagcount:{}", self.0.prefix, tenant, tag)
+        format!("{}:tagcount:{}", self.tenant(tenant), tag)
     }
 
     fn tag_seq_prefix(&self, tenant: &TenantId) -> String {
-        format!("{}:t:{}:tagseq:", self.0.prefix, tenant)
+        format!("{}:tagseq:", self.tenant(tenant))
     }
 
     fn tag_seq_key(&self, tenant: &TenantId, tag: &str) -> String {
-        format!("{}:t:{}:tagseq:{}", self.0.prefix, tenant, tag)
+        format!("{}:tagseq:{}", self.tenant(tenant), tag)
     }
 
     pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Found, Unavailable> {
@@ -249,8 +272,35 @@ impl RedisBackend {
         // WAIT counts the writes of its own connection: it must follow the script there.
         let mut conn = self.0.invalidations.clone();
         let dropped: u64 = self.observe(invocation.invoke_async(&mut conn).await)?;
-        self.0.replicas.settle(&mut conn).await;
+        if self.0.required_acks > 0 {
+            self.require_replica_acks(&mut conn).await?;
+        } else {
+            self.0.replicas.settle(&mut conn).await;
+        }
         Ok(dropped)
+    }
+
+    /// Behind Sentinels: an invalidation no replica acknowledged could be lost by a
+    /// failover, so it is reported refused (and kept in the outbox, replayed later).
+    async fn require_replica_acks(&self, conn: &mut RedisConn) -> Result<(), Unavailable> {
+        let expected = self.0.required_acks;
+        let acked: redis::RedisResult<usize> = redis::cmd("WAIT")
+            .arg(expected)
+            .arg(REPLICA_ACK_TIMEOUT_MS)
+            .query_async(conn)
+            .await;
+        match acked {
+            Ok(n) if n >= expected => Ok(()),
+            Ok(n) => {
+                tracing::warn!(
+                    acked = n,
+                    expected,
+                    "no redis replica acknowledged an invalidation; kept for replay"
+                );
+                Err(Unavailable)
+            }
+            Err(err) => self.observe(Err(err)),
+        }
     }
 
     pub async fn entries(
@@ -260,24 +310,19 @@ impl RedisBackend {
         limit: usize,
     ) -> Result<Vec<EntryInfo>, Unavailable> {
         let pattern = match module {
-            Some(module) => format!("{}:t:{}:{}:*", self.0.prefix, tenant, module),
-            None => format!("{}:t:{}:*", self.0.prefix, tenant),
+            Some(module) => format!("{}:{}:*", self.tenant(tenant), module),
+            None => format!("{}:*", self.tenant(tenant)),
         };
         let mut conn = self.0.primary.clone();
-        let mut keys = Vec::new();
-        {
-            let mut iter = self.observe(conn.scan_match::<_, String>(&pattern).await)?;
-            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                let Ok(key) = key else { break };
-                let kind = key.split(':').nth(3).unwrap_or_default();
-                if !matches!(kind, "seq" | "tag" | "tagseq" | "tagcount") {
-                    keys.push(key);
-                }
-                if keys.len() >= limit {
-                    break;
-                }
-            }
-        }
+        // A tenant's keys are on one slot: in a cluster, one node holds them all.
+        let is_entry = |key: &str| {
+            let kind = key.split(':').nth(3).unwrap_or_default();
+            !matches!(kind, "seq" | "tag" | "tagseq" | "tagcount")
+        };
+        let keys = self.observe(
+            conn.scan_slot(&self.seq_key(tenant), &pattern, limit, is_entry)
+                .await,
+        )?;
         let mut conn = self.0.primary.clone();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -304,7 +349,7 @@ impl RedisBackend {
         &self,
         tenant: &TenantId,
         stored: &Stored<'_>,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConn,
     ) -> Result<bool, Unavailable> {
         if stored.tags.is_empty() {
             return Ok(false);

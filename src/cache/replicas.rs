@@ -15,8 +15,9 @@
 //! A replica that does not answer this instance is taken to be unreachable for every
 //! instance (they share a network), so it is not waited for; the fence still covers it
 //! should it come back.
+use crate::redis_topology::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -107,7 +108,7 @@ impl Replicas {
 
     /// After an invalidation on `conn` (WAIT counts the writes of its own connection):
     /// returns once every replica that may serve reads on any instance has applied it.
-    pub async fn settle(&self, conn: &mut ConnectionManager) {
+    pub async fn settle(&self, conn: &mut (impl ConnectionLike + Send)) {
         if self.list.is_empty() {
             return;
         }
@@ -144,7 +145,7 @@ impl Replicas {
         }
     }
 
-    async fn raise(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    async fn raise(&self, conn: &mut (impl ConnectionLike + Send)) -> redis::RedisResult<()> {
         let info: String = redis::cmd("INFO")
             .arg("replication")
             .query_async(conn)
@@ -163,7 +164,7 @@ impl Replicas {
     pub fn spawn_validation<T: Send + Sync + 'static>(
         owner: &Arc<T>,
         replicas: impl Fn(&T) -> &Replicas + Send + 'static,
-        primary: ConnectionManager,
+        primary: RedisConn,
     ) {
         let weak = Arc::downgrade(owner);
         tokio::spawn(async move {
@@ -177,7 +178,7 @@ impl Replicas {
         });
     }
 
-    async fn validate(&self, mut primary: ConnectionManager) {
+    async fn validate(&self, mut primary: RedisConn) {
         if self.list.is_empty() {
             return;
         }

@@ -8,6 +8,11 @@
 //! - pub/sub drops messages while a listener is disconnected, so a listener that
 //!   resubscribes tells its subscribers that anything may have changed (`RESYNC`);
 //! - a subscriber that lagged behind the broadcast channel re-reads too.
+//!
+//! Behind Sentinels the listener subscribes on the current primary (and again on the
+//! new one after a failover); in a cluster on any node, since the cluster bus carries
+//! every PUBLISH to every node.
+use crate::redis_topology::{RedisConn, Timeouts, Topology};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -33,7 +38,7 @@ const RESEND_EVERY: Duration = Duration::from_millis(250);
 #[derive(Clone)]
 pub struct Events {
     local: broadcast::Sender<Changed>,
-    redis: Option<(redis::aio::ConnectionManager, String)>,
+    redis: Option<(RedisConn, String)>,
     unsent: Arc<Mutex<Unsent>>,
 }
 
@@ -78,16 +83,15 @@ impl Events {
     }
 
     /// Publishes through Redis and forwards Redis messages to local subscribers.
-    pub fn with_redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(Duration::from_millis(300)))
-            .set_connection_timeout(Some(Duration::from_millis(500)));
-        let publisher =
-            redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    pub fn with_redis(topology: &Topology, prefix: &str) -> anyhow::Result<Self> {
+        let publisher = topology.connect(Timeouts {
+            response: Duration::from_millis(300),
+            connect: Duration::from_millis(500),
+            retries: None,
+        })?;
         let channel = format!("{prefix}:saga-events");
         let (local, _) = broadcast::channel(4096);
-        tokio::spawn(listen(client, channel.clone(), local.clone()));
+        tokio::spawn(listen(topology.clone(), channel.clone(), local.clone()));
         let unsent = Arc::default();
         tokio::spawn(resend(
             Arc::downgrade(&unsent),
@@ -163,11 +167,7 @@ fn decode(message: &str) -> Changed {
 }
 
 /// Offers unsent ids to Redis until it takes them; ends when the last `Events` is gone.
-async fn resend(
-    unsent: Weak<Mutex<Unsent>>,
-    mut conn: redis::aio::ConnectionManager,
-    channel: String,
-) {
+async fn resend(unsent: Weak<Mutex<Unsent>>, mut conn: RedisConn, channel: String) {
     let mut tick = tokio::time::interval(RESEND_EVERY);
     loop {
         tick.tick().await;
@@ -189,7 +189,7 @@ async fn resend(
 
 /// Bounded, because the connection manager's reconnection retries can take seconds and
 /// a worker publishes after every step.
-async fn publish(conn: &mut redis::aio::ConnectionManager, channel: &str, message: &str) -> bool {
+async fn publish(conn: &mut RedisConn, channel: &str, message: &str) -> bool {
     let mut command = redis::cmd("PUBLISH");
     command.arg(channel).arg(message);
     let publish = command.query_async::<i64>(conn);
@@ -201,11 +201,11 @@ async fn publish(conn: &mut redis::aio::ConnectionManager, channel: &str, messag
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 
-async fn listen(client: redis::Client, channel: String, local: broadcast::Sender<Changed>) {
+async fn listen(topology: Topology, channel: String, local: broadcast::Sender<Changed>) {
     use futures_util::StreamExt;
     let mut backoff = Duration::from_millis(100);
     loop {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await
+        if let Ok(mut pubsub) = topology.subscriber().await
             && pubsub.subscribe(&channel).await.is_ok()
         {
             backoff = Duration::from_millis(100);

@@ -1,17 +1,18 @@
 //! Automatic persisted queries (Apollo APQ): async-graphql's `ApolloPersistedQueries`
 //! with a store that is Redis when configured (`{prefix}:apq:{sha256}`, so every
-//! instance knows a hash any of them registered) or an in-process LRU.
+//! instance knows a hash any of them registered; one key per call, so any topology,
+//! cluster included, serves it) or an in-process LRU.
 //!
 //! A store failure is a miss (the client sends the full query again), never an error.
 //! Documents over the query limits, or larger than `MAX_STORED_BYTES` serialized, are
 //! not stored, so registrations cannot fill memory with abusive documents.
 use super::limits::Limits;
 use super::measure::check;
+use crate::redis_topology::RedisConn;
 use async_graphql::extensions::apollo_persisted_queries::CacheStorage;
 use async_graphql::parser::types::ExecutableDocument;
 use lru::LruCache;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex};
 
 /// Largest serialized document kept.
@@ -28,7 +29,7 @@ pub struct ApqStore {
 #[derive(Clone)]
 enum Backend {
     Redis {
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: Arc<str>,
         ttl_secs: u64,
     },
@@ -42,7 +43,7 @@ struct Lru {
 }
 
 impl ApqStore {
-    pub fn redis(conn: ConnectionManager, prefix: &str, ttl_secs: u64, limits: Limits) -> Self {
+    pub fn redis(conn: RedisConn, prefix: &str, ttl_secs: u64, limits: Limits) -> Self {
         Self {
             backend: Backend::Redis {
                 conn,

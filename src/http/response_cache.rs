@@ -75,9 +75,8 @@ fn key(cache: &Cache, actor: &Actor, request: &Request) -> String {
         identity.as_bytes(),
     ]);
     format!(
-        "{}:t:{}:{RESPONSE_MODULE}:query:{}",
-        cache.policy().prefix,
-        actor.tenant,
+        "{}:{RESPONSE_MODULE}:query:{}",
+        crate::cache::tenant_prefix(&cache.policy().prefix, actor.tenant.as_str()),
         hex::encode(&digest[..16])
     )
 }

@@ -452,10 +452,12 @@ async fn admins_see_stats_and_entries_and_invalidate_by_module_or_tag() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(entries.len(), 2, "{entries:?}");
-    assert!(entries.iter().all(
-        |e| e["key"].as_str().is_some_and(|k| k.contains(":t:default:"))
+    assert!(entries.iter().all(|e| {
+        e["key"]
+            .as_str()
+            .is_some_and(|k| k.contains(":t:{default}:"))
             && e["bytes"].as_i64() > Some(0)
-    ));
+    }));
     let by_module = app
         .data(
             Some(&admin),

@@ -16,6 +16,7 @@ mod protection;
 mod recovery;
 mod redis;
 mod redis_process;
+mod redis_topology;
 mod saga_helpers;
 mod stale_reads;
 mod stats;
