@@ -1,19 +1,12 @@
-use crate::helpers::{TestApp, error_code, spawn_app, spawn_with, test_settings};
+use crate::helpers::{
+    TestApp, cache_outcome as outcome, error_code, spawn_app, spawn_with, test_settings,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::{Notify, oneshot};
 
 const PRODUCTS: &str =
     "query($n: Int) { products(first: $n) { edges { node { id name price updatedAt } } } }";
-
-fn outcome(body: &Value, field: &str) -> String {
-    body["extensions"]["debug"]["cache"]
-        .as_array()
-        .and_then(|fields| fields.iter().find(|f| f["field"] == field))
-        .and_then(|f| f["outcome"].as_str())
-        .unwrap_or("none")
-        .to_owned()
-}
 
 fn statements(body: &Value) -> u64 {
     body["extensions"]["debug"]["dbStatements"]

@@ -363,6 +363,17 @@ pub fn id_of(value: &Value) -> String {
 }
 
 /// The `extensions.code` of the first error.
+/// The cache outcome (`hit`, `miss`, `bypass`; `none` when absent) that `X-Debug: 1`
+/// reported for `field`.
+pub fn cache_outcome(body: &Value, field: &str) -> String {
+    body["extensions"]["debug"]["cache"]
+        .as_array()
+        .and_then(|fields| fields.iter().find(|f| f["field"] == field))
+        .and_then(|f| f["outcome"].as_str())
+        .unwrap_or("none")
+        .to_owned()
+}
+
 pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()

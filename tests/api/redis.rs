@@ -1,20 +1,13 @@
 //! Real-Redis behaviour: outages, stalls, several instances, read replicas. These run
 //! whenever TEST_REDIS_URL is set (always in CI).
-use crate::helpers::{TestApp, spawn_with, test_redis_url, test_settings};
+use crate::helpers::{
+    TestApp, cache_outcome as outcome, spawn_with, test_redis_url, test_settings,
+};
 use crate::redis_process::{RedisProcess, StallableLink, free_port};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const PRODUCTS: &str = "{ products(first: 5) { edges { node { id name price } } } }";
-
-fn outcome(body: &Value, field: &str) -> String {
-    body["extensions"]["debug"]["cache"]
-        .as_array()
-        .and_then(|fields| fields.iter().find(|f| f["field"] == field))
-        .and_then(|f| f["outcome"].as_str())
-        .unwrap_or("none")
-        .to_owned()
-}
 
 async fn cache_health(app: &TestApp) -> String {
     let body: Value = app

@@ -2,7 +2,9 @@
 //! Sentinels, with every Redis process started here (free loopback ports, temporary
 //! directories, SIGKILLed by PID when dropped). They run whenever TEST_REDIS_URL is set,
 //! which says redis-server is installed: a process that cannot start fails the test.
-use crate::helpers::{TestApp, spawn_with, tenant, test_redis_url, test_settings};
+use crate::helpers::{
+    TestApp, cache_outcome as outcome, spawn_with, tenant, test_redis_url, test_settings,
+};
 use crate::redis_process::{RedisProcess, free_port};
 use serde_json::{Value, json};
 use shopgraph::auth::Role;
@@ -120,15 +122,6 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
-}
-
-fn outcome(body: &Value, field: &str) -> String {
-    body["extensions"]["debug"]["cache"]
-        .as_array()
-        .and_then(|fields| fields.iter().find(|f| f["field"] == field))
-        .and_then(|f| f["outcome"].as_str())
-        .unwrap_or("none")
-        .to_owned()
 }
 
 async fn cache_health(app: &TestApp) -> String {
