@@ -212,6 +212,7 @@ pub async fn run_workers(
     let db = crate::db::connect_with(&settings).await?;
     crate::db::migrate(&db).await?;
     let cache = build_cache(&settings)?;
+    cache.keep_refused_invalidations_in(db.clone());
     let engine = build_engine(&settings, &db, &cache)?;
     engine.spawn_workers(settings.worker_concurrency.max(1));
     shutdown.await;

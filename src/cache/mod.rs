@@ -382,7 +382,11 @@ impl Cache {
             Ok(dropped) => {
                 self.0.stats.invalidated(tenant, tags, dropped);
                 tracing::debug!(tenant = %tenant, ?tags, dropped, "cache invalidate");
-                if let (Some(id), Ok(mut settled)) = (recorded, self.0.settled.lock()) {
+                // Deleted by the outbox rounds; without them (no database attached) the
+                // row is another instance's to replay and delete.
+                if let (Some(id), Some(_), Ok(mut settled)) =
+                    (recorded, self.0.outbox.get(), self.0.settled.lock())
+                {
                     settled.push(id);
                 }
                 dropped

@@ -150,7 +150,11 @@ impl Replicas {
             .arg("replication")
             .query_async(conn)
             .await?;
-        let offset = field(&info, "master_repl_offset").unwrap_or(u64::MAX);
+        // A fence is never lowered: an offset that cannot be read raises none, rather
+        // than one no replica could ever cover.
+        let offset = field(&info, "master_repl_offset").ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Io, "INFO gave no master_repl_offset"))
+        })?;
         self.raise_fence
             .key(&self.fence_key)
             .arg(offset)

@@ -595,3 +595,51 @@ async fn a_cart_embedding_orders_is_never_stored_and_one_without_them_is() {
     let again = app.debug(Some(&ana), without, json!({})).await;
     assert_eq!(outcome(&again, "cart"), "hit");
 }
+
+/// Through a long outage the outbox stays small: past 1 000 rows waiting for one tenant,
+/// they are replaced by one invalidation of the tenant's whole cache.
+#[tokio::test]
+async fn a_crowded_outbox_becomes_one_invalidation_of_the_tenants_whole_cache() {
+    use sea_orm::{EntityTrait, PaginatorTrait, Set};
+    use shopgraph::db::entities::cache_outbox;
+    let app = spawn_app().await;
+    let id = app.create_product("MUG", "Mug", "7.00", 3).await;
+    let q = "query($id: ID!) { product(id: $id) { price } }";
+    app.debug(None, q, json!({"id": id})).await;
+    assert_eq!(
+        outcome(&app.debug(None, q, json!({"id": id})).await, "product"),
+        "hit"
+    );
+    // Rows of another product, waiting since long before any instance's grace period.
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let rows = (0..1_001).map(|_| cache_outbox::ActiveModel {
+        tenant_id: Set("default".into()),
+        tags: Set(r#"["product:999999"]"#.into()),
+        created_at: Set(long_ago),
+        ..Default::default()
+    });
+    cache_outbox::Entity::insert_many(rows)
+        .exec_without_returning(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("write outbox rows: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let waiting = cache_outbox::Entity::find()
+            .count(&app.db)
+            .await
+            .unwrap_or_else(|e| panic!("count outbox rows: {e}"));
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} outbox rows still waiting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // No row named this product: only the whole-tenant invalidation can have dropped it.
+    assert_eq!(
+        outcome(&app.debug(None, q, json!({"id": id})).await, "product"),
+        "miss"
+    );
+}
