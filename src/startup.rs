@@ -266,6 +266,9 @@ pub fn build_cache(settings: &Settings) -> anyhow::Result<Cache> {
         None => Backend::Memory(MemoryBackend::new(settings.cache_max_entries)),
     };
     let cache = Cache::new(backend, policy);
+    // Statistics change with every completed order: invalidated per order, they would
+    // be recomputed at the checkout rate. Their bounded lag is stated in the schema.
+    cache.coalesce(&[crate::services::tags::STATS]);
     if let Some(delay) = invalidation_delay()? {
         tracing::warn!(
             ?delay,

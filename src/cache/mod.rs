@@ -10,6 +10,7 @@
 //!   invalidated after that point (checked atomically with the write).
 //! - A backend fault is a miss, never a client error; the cache recovers by itself.
 mod backend;
+mod coalesced;
 mod extension;
 mod keys;
 mod memory;
@@ -33,6 +34,7 @@ pub use tags::{CacheTags, Embeds, record_entity, record_failure};
 
 use crate::domain::TenantId;
 use async_graphql::Value;
+use coalesced::Coalesced;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -78,6 +80,8 @@ struct Inner {
     invalidation_delay: Mutex<Option<Duration>>,
     /// Outbox rows of invalidations the backend took: deleted in batches.
     settled: Mutex<Vec<i64>>,
+    /// Tags invalidated by the outbox rounds rather than by each change (`coalesce`).
+    coalesced: OnceLock<Coalesced>,
     /// Outbox rows of this instance's invalidations the backend refused: replayed
     /// without waiting for `outbox::GRACE`.
     refused: Mutex<BTreeSet<i64>>,
@@ -146,6 +150,7 @@ impl Cache {
             outbox: OnceLock::new(),
             invalidation_delay: Mutex::new(None),
             settled: Mutex::new(Vec::new()),
+            coalesced: OnceLock::new(),
             refused: Mutex::new(BTreeSet::new()),
             faults: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
@@ -378,16 +383,32 @@ impl Cache {
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        match self.0.backend.invalidate(tenant, tags).await {
+        let coalesced = self.0.outbox.get().and(self.0.coalesced.get());
+        let (now, later) = match (recorded, coalesced) {
+            (Some(_), Some(coalesced)) => coalesced.split(tags),
+            _ => (tags.to_vec(), Vec::new()),
+        };
+        let invalidated = if now.is_empty() {
+            Ok(0)
+        } else {
+            self.0.backend.invalidate(tenant, &now).await
+        };
+        match invalidated {
             Ok(dropped) => {
-                self.0.stats.invalidated(tenant, tags, dropped);
-                tracing::debug!(tenant = %tenant, ?tags, dropped, "cache invalidate");
-                // Deleted by the outbox rounds; without them (no database attached) the
-                // row is another instance's to replay and delete.
-                if let (Some(id), Some(_), Ok(mut settled)) =
-                    (recorded, self.0.outbox.get(), self.0.settled.lock())
-                {
-                    settled.push(id);
+                self.0.stats.invalidated(tenant, &now, dropped);
+                tracing::debug!(tenant = %tenant, tags = ?now, dropped, "cache invalidate");
+                // Deleted by the outbox rounds (after theirs, with coalesced tags); without
+                // them (no database attached) the row is another instance's to replay.
+                match (recorded, coalesced, self.0.outbox.get()) {
+                    (Some(id), Some(coalesced), _) if !later.is_empty() => {
+                        coalesced.wait(tenant, later, id);
+                    }
+                    (Some(id), _, Some(_)) => {
+                        if let Ok(mut settled) = self.0.settled.lock() {
+                            settled.push(id);
+                        }
+                    }
+                    _ => {}
                 }
                 dropped
             }
@@ -436,6 +457,14 @@ impl Cache {
                 inner.run_outbox().await;
             }
         });
+    }
+
+    /// Invalidates `tags` at most once per outbox round (every `OUTBOX_REPLAY_EVERY`)
+    /// instead of at every change that names them; a read of an entry under one of them
+    /// may show what it was up to one round earlier. Takes effect with the outbox
+    /// attached: the rounds and the durability of what they leave come from it.
+    pub fn coalesce(&self, tags: &[&str]) {
+        let _ = self.0.coalesced.set(Coalesced::new(tags));
     }
 
     /// Whether invalidations refused while this instance saw faults may still wait for
@@ -532,10 +561,36 @@ const OUTBOX_REPLAY_EVERY: Duration = Duration::from_millis(500);
 const OUTBOX_BATCH: u64 = 100;
 
 impl Inner {
+    /// Invalidates, once per tenant, the coalesced tags changes left since the last
+    /// round, and hands their rows to the batched delete.
+    async fn invalidate_coalesced(&self) {
+        let Some(coalesced) = self.coalesced.get() else {
+            return;
+        };
+        for due in coalesced.take() {
+            match self.backend.invalidate(&due.tenant, &due.tags).await {
+                Ok(dropped) => {
+                    self.stats.invalidated(&due.tenant, &due.tags, dropped);
+                    if let Ok(mut settled) = self.settled.lock() {
+                        settled.extend(&due.rows);
+                    }
+                }
+                Err(_) => {
+                    self.stats.error(&due.tenant, "invalidate");
+                    coalesced.restore(due);
+                    // As for any refused invalidation: reads skip the cache until a
+                    // round finds the outbox replayed.
+                    self.faults.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
     /// One round of the outbox: delete what was taken, collapse crowded tenants, replay
     /// what is due, oldest first, until the backend refuses.
     async fn run_outbox(&self) {
         let Some(db) = self.outbox.get() else { return };
+        self.invalidate_coalesced().await;
         let settled: Vec<i64> = match self.settled.lock() {
             Ok(mut settled) => std::mem::take(&mut *settled),
             Err(_) => return,

@@ -1,6 +1,6 @@
 //! Counts SQL statements per request. SeaORM's metric callback is per connection, so
-//! the request's counter travels in a task-local; DataLoader batches are spawned with
-//! the same counter (see `graphql::loaders`).
+//! the request's counter travels in a task-local; batched loads run on the request's
+//! task (see `graphql::batch`), so they are counted too.
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,19 +1,17 @@
-//! Per-request DataLoaders: every entity lookup by id and every one-to-many edge is one
-//! batched statement, whatever the list sizes. Created per request with the request's
-//! tenant (so batches stay tenant-scoped) and its statement counter (so batched SQL is
-//! counted for `extensions.debug.dbStatements`).
+//! Per-request loaders: every entity lookup by id and every one-to-many edge is one
+//! batched statement per level of a response, whatever the list sizes (see `batch`).
+//! Created per request with the request's tenant, so batches stay tenant-scoped. Batches
+//! run on the request's own task, so its statement counter counts them.
+use super::batch::{Batcher, Fetch};
 use crate::db::entities::{
     cart_items, carts, categories, customers, order_items, orders, products, saga_steps, sagas,
 };
-use crate::db::{StatementCounter, count_statements};
 use crate::services::{cart, catalog, customers as customer_service, orders as order_service};
-use async_graphql::dataloader::{DataLoader, Loader};
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DbErr};
 use std::collections::HashMap;
-use std::time::Duration;
 use tokio::sync::OnceCell;
-use tokio::task::JoinHandle;
 
 /// A loader's shared part: the database and the tenant every batch is filtered by.
 #[derive(Clone)]
@@ -27,13 +25,16 @@ macro_rules! by_id_loader {
         $(#[$doc])*
         pub struct $name(Scope);
 
-        impl Loader<i64> for $name {
+        impl Fetch for $name {
             type Value = $model;
-            type Error = DbErr;
 
-            async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-                let rows = $fetch(&self.0.db, &self.0.tenant, keys).await?;
-                Ok(rows.into_iter().map(|row| (row.$key, row)).collect())
+            fn fetch(&self, keys: Vec<i64>) -> BoxFuture<'static, Result<HashMap<i64, $model>, DbErr>> {
+                let scope = self.0.clone();
+                async move {
+                    let rows = $fetch(&scope.db, &scope.tenant, &keys).await?;
+                    Ok(rows.into_iter().map(|row| (row.$key, row)).collect())
+                }
+                .boxed()
             }
         }
     };
@@ -66,16 +67,19 @@ macro_rules! grouped_loader {
         $(#[$doc])*
         pub struct $name(Scope);
 
-        impl Loader<i64> for $name {
+        impl Fetch for $name {
             type Value = Vec<$model>;
-            type Error = DbErr;
 
-            async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-                let mut grouped: HashMap<i64, Vec<$model>> = HashMap::new();
-                for row in $fetch(&self.0.db, &self.0.tenant, keys).await? {
-                    grouped.entry(row.$key).or_default().push(row);
+            fn fetch(&self, keys: Vec<i64>) -> BoxFuture<'static, Result<HashMap<i64, Vec<$model>>, DbErr>> {
+                let scope = self.0.clone();
+                async move {
+                    let mut grouped: HashMap<i64, Vec<$model>> = HashMap::new();
+                    for row in $fetch(&scope.db, &scope.tenant, &keys).await? {
+                        grouped.entry(row.$key).or_default().push(row);
+                    }
+                    Ok(grouped)
                 }
-                Ok(grouped)
+                .boxed()
             }
         }
     };
@@ -116,15 +120,15 @@ impl CategoryIndex {
 }
 
 pub struct Loaders {
-    pub products: DataLoader<ProductLoader>,
+    pub products: Batcher<ProductLoader>,
     pub categories: CategoryIndex,
-    pub customers: DataLoader<CustomerLoader>,
-    pub carts: DataLoader<CartLoader>,
-    pub cart_items: DataLoader<CartItemsLoader>,
-    pub orders: DataLoader<OrderLoader>,
-    pub order_items: DataLoader<OrderItemsLoader>,
-    pub sagas: DataLoader<SagaLoader>,
-    pub saga_steps: DataLoader<SagaStepsLoader>,
+    pub customers: Batcher<CustomerLoader>,
+    pub carts: Batcher<CartLoader>,
+    pub cart_items: Batcher<CartItemsLoader>,
+    pub orders: Batcher<OrderLoader>,
+    pub order_items: Batcher<OrderItemsLoader>,
+    pub sagas: Batcher<SagaLoader>,
+    pub saga_steps: Batcher<SagaStepsLoader>,
 }
 
 impl Loaders {
@@ -149,42 +153,25 @@ impl Loaders {
     }
 }
 
-/// Long enough to gather the keys of one level of a response (polling a few hundred
-/// resolvers, with yields between them and a busy machine preempting the thread, must
-/// fit in it); it is paid only on cache misses.
-const BATCH_DELAY: Duration = Duration::from_millis(5);
-
 impl Loaders {
-    pub fn new(db: &DatabaseConnection, tenant: &str, counter: Option<StatementCounter>) -> Self {
+    pub fn new(db: &DatabaseConnection, tenant: &str) -> Self {
         let scope = Scope {
             db: db.clone(),
             tenant: tenant.to_owned(),
         };
-        fn make<T: Loader<i64>>(loader: T, counter: &Option<StatementCounter>) -> DataLoader<T> {
-            DataLoader::new(loader, spawner(counter.clone())).delay(BATCH_DELAY)
-        }
         Self {
-            products: make(ProductLoader(scope.clone()), &counter),
+            products: Batcher::new(ProductLoader(scope.clone())),
             categories: CategoryIndex {
                 scope: scope.clone(),
                 all: OnceCell::new(),
             },
-            customers: make(CustomerLoader(scope.clone()), &counter),
-            carts: make(CartLoader(scope.clone()), &counter),
-            cart_items: make(CartItemsLoader(scope.clone()), &counter),
-            orders: make(OrderLoader(scope.clone()), &counter),
-            order_items: make(OrderItemsLoader(scope.clone()), &counter),
-            sagas: make(SagaLoader(scope.clone()), &counter),
-            saga_steps: make(SagaStepsLoader(scope), &counter),
+            customers: Batcher::new(CustomerLoader(scope.clone())),
+            carts: Batcher::new(CartLoader(scope.clone())),
+            cart_items: Batcher::new(CartItemsLoader(scope.clone())),
+            orders: Batcher::new(OrderLoader(scope.clone())),
+            order_items: Batcher::new(OrderItemsLoader(scope.clone())),
+            sagas: Batcher::new(SagaLoader(scope.clone())),
+            saga_steps: Batcher::new(SagaStepsLoader(scope)),
         }
-    }
-}
-
-fn spawner(
-    counter: Option<StatementCounter>,
-) -> impl Fn(BoxFuture<'static, ()>) -> JoinHandle<()> + Send + Sync + 'static {
-    move |batch| match counter.clone() {
-        Some(counter) => tokio::spawn(count_statements(counter, batch)),
-        None => tokio::spawn(batch),
     }
 }

@@ -1,6 +1,7 @@
 //! The GraphQL API: schema, roots per domain, types, loaders, request context.
 mod admin;
 pub mod apq;
+pub mod batch;
 mod catalog;
 pub mod context;
 #[cfg(test)]
@@ -10,6 +11,7 @@ pub mod loaders;
 mod measure;
 mod mutation;
 mod orders;
+pub mod passes;
 mod people;
 pub mod schema;
 pub mod socket_budget;

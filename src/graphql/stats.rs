@@ -1,6 +1,7 @@
 //! Statistics: top products (public), sales and customer statistics (STAFF/ADMIN).
 //! All three are cached (modules top_products, sales_stats, customer_stats) and dropped
-//! by the `stats` tag when an order completes or is cancelled.
+//! by the `stats` tag when an order completes or is cancelled, at most once per cache
+//! outbox round (`Cache::coalesce`): under checkout load they stay cache hits.
 use super::context::ContextExt;
 use super::types::{Customer, Product, db_error};
 use crate::cache::{FieldCache, FieldDeclarations, Scope};
@@ -123,6 +124,7 @@ impl FieldDeclarations for StatsQuery {
 #[Object]
 impl StatsQuery {
     /// The most purchased products by units, from completed orders.
+    /// Cached: may lag completed and cancelled orders by up to one second.
     #[graphql(complexity = "super::limits::weighted(limit, 10, child_complexity)")]
     async fn top_products(
         &self,
@@ -137,6 +139,7 @@ impl StatsQuery {
 
     /// STAFF/ADMIN: orders, revenue and refunds per period, average ticket, revenue by
     /// payment method and top products, for orders placed in [from, to).
+    /// Cached: may lag completed and cancelled orders by up to one second.
     async fn sales_stats(
         &self,
         ctx: &Context<'_>,
@@ -189,6 +192,7 @@ impl StatsQuery {
     }
 
     /// STAFF/ADMIN: new customers per month, most active customers, repeat-purchase rate.
+    /// Cached: may lag completed and cancelled orders by up to one second.
     async fn customer_stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CustomerStats> {
         let found = stats::customers(ctx.db()?, ctx.actor()?).await.gql()?;
         Ok(CustomerStats {

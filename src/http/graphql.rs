@@ -10,6 +10,7 @@ use crate::cache::CacheTrace;
 use crate::db::{StatementCounter, count_statements};
 use crate::domain::TenantId;
 use crate::error::AppError;
+use crate::graphql::passes::counting_passes;
 use crate::graphql::{OperationTrace, RequestContext, loaders::Loaders};
 use crate::services::idempotency;
 use crate::telemetry;
@@ -352,7 +353,7 @@ async fn execute(
             request
                 .data(RequestContext {
                     actor: actor.clone(),
-                    loaders: Loaders::new(&state.db, actor.tenant.as_str(), Some(counter.clone())),
+                    loaders: Loaders::new(&state.db, actor.tenant.as_str()),
                 })
                 .data(trace)
                 .data(operation)
@@ -366,7 +367,11 @@ async fn execute(
     } else {
         BatchRequest::Batch(requests)
     };
-    let response = count_statements(counter.clone(), state.schema.execute_batch(batch)).await;
+    let response = count_statements(
+        counter.clone(),
+        counting_passes(state.schema.execute_batch(batch)),
+    )
+    .await;
     let label = if single {
         operation_label(operations.first().and_then(|o| o.kind()))
     } else {

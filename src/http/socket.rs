@@ -94,7 +94,7 @@ async fn serve_socket(
     // writer ends after sending what is queued; when the writer ends first (expiry,
     // dead peer), dropping the protocol future ends the socket's subscriptions.
     let protocol_done = async {
-        graphql.await;
+        crate::graphql::passes::counting_passes(graphql).await;
         std::future::pending::<()>().await;
     };
     let writer = write(sink, queued, expires, heard, keepalive);
@@ -222,7 +222,7 @@ fn connection_data(
     let mut data = Data::default();
     data.insert(SocketBudget::new(admit, state.http.ws_max_subscriptions));
     data.insert(RequestContext {
-        loaders: Loaders::new(&state.db, actor.tenant.as_str(), None),
+        loaders: Loaders::new(&state.db, actor.tenant.as_str()),
         actor,
     });
     Ok((data, expires_at))
