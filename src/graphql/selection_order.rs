@@ -1,0 +1,394 @@
+//! Responses in the order of the selection set. async-graphql resolves an object's
+//! fields concurrently and writes each into the response as it completes, so keys come
+//! back in completion order; the GraphQL spec (CollectFields, "Serialized Map
+//! Ordering") asks for the selection set's. This extension works out, once per
+//! operation, the order of the response keys at every level (a `Shape`) and puts each
+//! object of the finished response in it:
+//! - queries and mutations in `execute`, which sees the whole response before it leaves
+//!   the schema: every HTTP answer (single or batched, GET or POST, persisted or not)
+//!   and what is kept of it (the whole-response cache, idempotency records) is ordered,
+//!   and a field-cache hit, replayed into the response, is ordered with it;
+//! - subscriptions in `subscribe`, each payload.
+//!
+//! The schema has no interfaces or unions, so every object's type is the declared type
+//! of its field and a type condition is met when it names that type; an abstract type
+//! would need the shape chosen per object by its runtime type.
+use crate::cache::OperationName;
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextSubscribe,
+};
+use async_graphql::parser::types::{
+    Directive, ExecutableDocument, Field, FragmentDefinition, OperationType, Selection,
+    SelectionSet,
+};
+use async_graphql::registry::{MetaTypeName, Registry};
+use async_graphql::{
+    InputType, Name, Positioned, Request, Response, ServerResult, Value, Variables,
+};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// The response keys of one object in CollectFields order, each with the shape of its
+/// value (empty for a leaf).
+#[derive(Debug, Default, PartialEq)]
+struct Shape(Vec<(Name, Shape)>);
+
+impl Shape {
+    /// Moves the keys of `value` (an object, or a list of them at any depth) into this
+    /// order. Keys the shape does not name stay after the others, in their order.
+    fn apply(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let mut next = 0;
+                for (key, shape) in &self.0 {
+                    let Some(index) = map.get_index_of(key) else {
+                        continue;
+                    };
+                    if index != next {
+                        map.move_index(index, next);
+                    }
+                    if !shape.0.is_empty()
+                        && let Some((_, value)) = map.get_index_mut(next)
+                    {
+                        shape.apply(value);
+                    }
+                    next += 1;
+                }
+            }
+            Value::List(items) => items.iter_mut().for_each(|item| self.apply(item)),
+            _ => {}
+        }
+    }
+}
+
+/// The shape of an operation and whether it is a subscription.
+struct Plan {
+    shape: Shape,
+    subscription: bool,
+}
+
+/// Walks a document into shapes, as CollectFields does.
+struct Collector<'a> {
+    fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
+    variables: &'a Variables,
+    registry: &'a Registry,
+    /// Deeper than the executor goes (the schema's recursion limit): an invalid,
+    /// cyclic document is walked before validation refuses it.
+    max_depth: usize,
+}
+
+/// Fields gathered under one response key, in document order.
+type Grouped<'a> = Vec<(&'a Name, Vec<&'a Field>)>;
+
+impl<'a> Collector<'a> {
+    fn shape(&self, type_name: Option<&str>, sets: &[&'a SelectionSet], depth: usize) -> Shape {
+        if depth > self.max_depth {
+            return Shape::default();
+        }
+        let mut grouped: Grouped<'a> = Vec::new();
+        let mut visited = Vec::new();
+        for set in sets {
+            self.collect(type_name, set, &mut grouped, &mut visited);
+        }
+        let keys = grouped
+            .into_iter()
+            .map(|(key, fields)| {
+                let children: Vec<&SelectionSet> = fields
+                    .iter()
+                    .map(|field| &field.selection_set.node)
+                    .filter(|set| !set.items.is_empty())
+                    .collect();
+                let shape = if children.is_empty() {
+                    Shape::default()
+                } else {
+                    let child_type = type_name.and_then(|t| self.field_type(t, fields[0]));
+                    self.shape(child_type, &children, depth + 1)
+                };
+                (key.clone(), shape)
+            })
+            .collect();
+        Shape(keys)
+    }
+
+    fn collect(
+        &self,
+        type_name: Option<&str>,
+        set: &'a SelectionSet,
+        grouped: &mut Grouped<'a>,
+        visited: &mut Vec<&'a Name>,
+    ) {
+        for selection in &set.items {
+            if self.skipped(selection.node.directives()) {
+                continue;
+            }
+            match &selection.node {
+                Selection::Field(field) => {
+                    let key = &field.node.response_key().node;
+                    match grouped.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, fields)) => fields.push(&field.node),
+                        None => grouped.push((key, vec![&field.node])),
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    if visited.contains(&name) {
+                        continue;
+                    }
+                    visited.push(name);
+                    if let Some(fragment) = self.fragments.get(name)
+                        && applies(type_name, Some(&fragment.node.type_condition.node.on.node))
+                    {
+                        self.collect(
+                            type_name,
+                            &fragment.node.selection_set.node,
+                            grouped,
+                            visited,
+                        );
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    let condition = inline.node.type_condition.as_ref();
+                    if applies(type_name, condition.map(|c| &c.node.on.node)) {
+                        self.collect(type_name, &inline.node.selection_set.node, grouped, visited);
+                    }
+                }
+            }
+        }
+    }
+
+    /// As the executor decides it (`remove_skipped_selection` in async-graphql), so that
+    /// the keys ordered here are the keys it wrote: `if` from the request's variables,
+    /// false when it does not read as a boolean.
+    fn skipped(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().any(|directive| {
+            let include = match directive.node.name.node.as_str() {
+                "skip" => false,
+                "include" => true,
+                _ => return false,
+            };
+            let Some(condition) = directive.node.get_argument("if") else {
+                return false;
+            };
+            let value = condition
+                .node
+                .clone()
+                .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+                .unwrap_or_default();
+            let value: bool = InputType::parse(Some(value)).unwrap_or_default();
+            include != value
+        })
+    }
+
+    /// The named type a field of `type_name` returns (`None` for introspection fields,
+    /// which the registry does not list: their fragments are then taken as they come).
+    fn field_type(&self, type_name: &str, field: &Field) -> Option<&'a str> {
+        let field = self
+            .registry
+            .types
+            .get(type_name)?
+            .field_by_name(&field.name.node)?;
+        Some(MetaTypeName::concrete_typename(&field.ty))
+    }
+}
+
+/// Whether a type condition holds for an object of `type_name` (concrete types only:
+/// see the module header). An unknown type takes every fragment, as validation let it.
+fn applies(type_name: Option<&str>, condition: Option<&Name>) -> bool {
+    match (type_name, condition) {
+        (Some(type_name), Some(condition)) => condition.as_str() == type_name,
+        _ => true,
+    }
+}
+
+fn plan(
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    registry: &Registry,
+    max_depth: usize,
+) -> Option<Plan> {
+    let operation = crate::cache::selected_operation(doc, operation_name)?;
+    let root = match operation.node.ty {
+        OperationType::Query => Some(registry.query_type.as_str()),
+        OperationType::Mutation => registry.mutation_type.as_deref(),
+        OperationType::Subscription => registry.subscription_type.as_deref(),
+    };
+    let collector = Collector {
+        fragments: &doc.fragments,
+        variables,
+        registry,
+        max_depth,
+    };
+    Some(Plan {
+        shape: collector.shape(root, &[&operation.node.selection_set.node], 0),
+        subscription: operation.node.ty == OperationType::Subscription,
+    })
+}
+
+/// Plugs the ordering into a schema; `max_depth` is the schema's recursion limit.
+pub struct SelectionOrder {
+    max_depth: usize,
+}
+
+impl SelectionOrder {
+    pub fn new(max_depth: usize) -> Self {
+        Self { max_depth }
+    }
+}
+
+impl ExtensionFactory for SelectionOrder {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(OperationOrder {
+            max_depth: self.max_depth,
+            operation_name: OperationName::default(),
+            plan: Arc::default(),
+        })
+    }
+}
+
+/// One operation's ordering. The plan is shared with the subscription's stream, which
+/// outlives the hooks' borrows.
+struct OperationOrder {
+    max_depth: usize,
+    operation_name: OperationName,
+    plan: Arc<OnceLock<Plan>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for OperationOrder {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        self.operation_name.note(&request);
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let operation_name = self.operation_name.get();
+        let registry = &ctx.schema_env.registry;
+        let max_depth = self.max_depth;
+        if let Some(plan) = plan(
+            &doc,
+            operation_name.as_deref(),
+            variables,
+            registry,
+            max_depth,
+        ) {
+            let _ = self.plan.set(plan);
+        }
+        Ok(doc)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        if let Some(plan) = self.plan.get() {
+            plan.shape.apply(&mut response.data);
+        }
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let plan = self.plan.clone();
+        // Queries and mutations sent over the socket were ordered by `execute`.
+        let ordered = stream.map(move |mut response| {
+            if let Some(plan) = plan.get().filter(|p| p.subscription) {
+                plan.shape.apply(&mut response.data);
+            }
+            response
+        });
+        next.run(ctx, ordered.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape_of(query: &str, variables: Variables) -> Shape {
+        let doc = async_graphql::parser::parse_query(query).unwrap_or_else(|e| panic!("{e}"));
+        let registry = Registry {
+            query_type: "Query".into(),
+            ..Registry::default()
+        };
+        plan(&doc, None, &variables, &registry, 32)
+            .map(|p| p.shape)
+            .unwrap_or_default()
+    }
+
+    fn keys(shape: &Shape) -> String {
+        let inner: Vec<String> = shape
+            .0
+            .iter()
+            .map(|(key, child)| {
+                if child.0.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{key}{}", keys(child))
+                }
+            })
+            .collect();
+        format!("{{{}}}", inner.join(" "))
+    }
+
+    #[test]
+    fn fragments_expand_in_place_and_duplicates_merge_at_their_first_occurrence() {
+        let shape = shape_of(
+            "query($no: Boolean!) { b: x { p } ...F a @skip(if: $no) c @include(if: $no) b: x { q } ...F }
+             fragment F on Query { d ... { b: x { r } e } }",
+            Variables::from_json(serde_json::json!({"no": false})),
+        );
+        assert_eq!(keys(&shape), "{b{p r q} d e a}");
+    }
+
+    #[test]
+    fn a_cyclic_document_is_walked_no_deeper_than_the_limit() {
+        let shape = shape_of(
+            "{ ...A } fragment A on Query { x { ...B } } fragment B on Query { y { ...A } }",
+            Variables::default(),
+        );
+        assert!(!shape.0.is_empty());
+    }
+
+    #[test]
+    fn objects_and_lists_of_them_take_the_shape() {
+        let shape = shape_of("{ a { y x } b }", Variables::default());
+        let mut value = Value::from_json(serde_json::json!({
+            "b": 1, "extra": 2, "a": [{"x": 1, "y": 2}, [{"x": 3, "y": 4}]]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        // `from_json` sorts the keys: put them in a known wrong order first.
+        if let Value::Object(map) = &mut value {
+            map.sort_keys();
+            map.reverse();
+        }
+        shape.apply(&mut value);
+        let written = serde_json::to_string(&value).unwrap_or_default();
+        assert_eq!(
+            written,
+            r#"{"a":[{"y":2,"x":1},[{"y":4,"x":3}]],"b":1,"extra":2}"#
+        );
+    }
+}
