@@ -1,6 +1,6 @@
 //! The async-graphql extension that serves cacheable root query fields from the cache
 //! and stores what their resolvers produce, with the tags of everything they embed.
-use super::keys::{DocumentContext, OperationName, entry_key};
+use super::keys::{DocumentContext, entry_key};
 use super::policy::{ModulePolicy, Scope};
 use super::tags::{TagCollector, collecting};
 use super::{ALL_TAG, Cache, Lookup, Slot, module_tag};
@@ -33,7 +33,7 @@ impl ExtensionFactory for CacheExtension {
         Arc::new(RequestCache {
             cache: self.cache.clone(),
             whole_response_cacheable: AtomicBool::new(false),
-            operation_name: OperationName::default(),
+            operation_name: Mutex::new(None),
             document: Mutex::new(None),
         })
     }
@@ -141,7 +141,7 @@ struct RequestCache {
     /// Whether the operation is a query whose root selections are all cacheable fields
     /// (`__typename` or an uncached field makes the response `no-store`).
     whole_response_cacheable: AtomicBool,
-    operation_name: OperationName,
+    operation_name: Mutex<Option<String>>,
     document: Mutex<Option<Arc<DocumentContext>>>,
 }
 
@@ -185,7 +185,9 @@ impl Extension for RequestCache {
         request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        self.operation_name.note(&request);
+        if let Ok(mut name) = self.operation_name.lock() {
+            name.clone_from(&request.operation_name);
+        }
         next.run(ctx, request).await
     }
 
@@ -197,7 +199,7 @@ impl Extension for RequestCache {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
-        let operation = self.operation_name.get();
+        let operation = self.operation_name.lock().ok().and_then(|n| n.clone());
         let context = DocumentContext::new(&doc, operation.as_deref(), variables);
         let cacheable = context.only_fields(&doc, operation.as_deref(), |name| {
             self.cache.policy().fields.contains_key(name)

@@ -172,23 +172,6 @@ impl DocumentContext {
     }
 }
 
-/// The operation name a request gives, noted by an extension's `prepare_request` for
-/// its `parse_query`, which sees the document but not the request.
-#[derive(Default)]
-pub struct OperationName(std::sync::Mutex<Option<String>>);
-
-impl OperationName {
-    pub fn note(&self, request: &async_graphql::Request) {
-        if let Ok(mut name) = self.0.lock() {
-            name.clone_from(&request.operation_name);
-        }
-    }
-
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|name| name.clone())
-    }
-}
-
 /// The operation a request runs: the named one, or the only one.
 pub fn selected_operation<'a>(
     doc: &'a ExecutableDocument,

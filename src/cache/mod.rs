@@ -22,7 +22,7 @@ mod tags;
 
 pub use backend::{Backend, BackendState, EntryInfo, Found};
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
-pub use keys::{OperationName, selected_operation, tenant_prefix};
+pub use keys::{selected_operation, tenant_prefix};
 pub use memory::MemoryBackend;
 pub use policy::{
     ArgumentTag, CachePolicy, FieldCache, FieldDeclarations, ModulePolicy, RESPONSE_MODULE, Scope,

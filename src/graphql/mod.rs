@@ -12,7 +12,7 @@ mod mutation;
 mod orders;
 mod people;
 pub mod schema;
-mod selection_order;
+pub mod selection_order;
 pub mod socket_budget;
 mod stats;
 mod types;

@@ -7,7 +7,6 @@ pub use super::limits::Limits;
 use super::limits::QueryLimits;
 use super::orders::{OrdersMutation, OrdersQuery, Subscription};
 use super::people::{PeopleMutation, PeopleQuery};
-use super::selection_order::SelectionOrder;
 use super::stats::StatsQuery;
 use crate::cache::{FieldCache, FieldDeclarations};
 use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
@@ -61,13 +60,11 @@ pub(super) fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscrip
     }
 }
 
-/// Extensions run in this order: the selection order wraps everything (it sees the
-/// finished response), APQ turns a hash into a document, the limits refuse abusive
-/// documents, the cache serves and stores resolver results.
+/// Extensions run in this order: APQ turns a hash into a document, the limits refuse
+/// abusive documents, the cache serves and stores resolver results.
 pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSchema {
     let cache = services.cache.clone();
     builder(limits)
-        .extension(SelectionOrder::new(limits.nesting()))
         .extension(ApolloPersistedQueries::new(persisted))
         .extension(QueryLimits(limits))
         .extension(crate::cache::CacheExtension::new(cache))

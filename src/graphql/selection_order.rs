@@ -1,31 +1,24 @@
 //! Responses in the order of the selection set. async-graphql resolves an object's
 //! fields concurrently and writes each into the response as it completes, so keys come
 //! back in completion order; the GraphQL spec (CollectFields, "Serialized Map
-//! Ordering") asks for the selection set's. This extension works out, once per
+//! Ordering") asks for the selection set's. `ResponseOrder` works out, once per
 //! operation, the order of the response keys at every level (a `Shape`) and puts each
 //! object of the finished response in it:
-//! - queries and mutations in `execute`, which sees the whole response before it leaves
-//!   the schema: every HTTP answer (single or batched, GET or POST, persisted or not)
-//!   and what is kept of it (the whole-response cache, idempotency records) is ordered,
-//!   and a field-cache hit, replayed into the response, is ordered with it;
-//! - subscriptions in `subscribe`, each payload.
+//! - queries and mutations in the `execute` hook, which sees the whole response before
+//!   it leaves the schema: every HTTP answer (single or batched, GET or POST, persisted
+//!   or not) and what is kept of it (the whole-response cache, idempotency records) is
+//!   ordered, and a field-cache hit, replayed into the response, is ordered with it;
+//! - subscriptions in the `subscribe` hook, each payload.
 //!
 //! The schema has no interfaces or unions, so every object's type is the declared type
 //! of its field and a type condition is met when it names that type; an abstract type
 //! would need the shape chosen per object by its runtime type.
-use crate::cache::OperationName;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextSubscribe,
-};
 use async_graphql::parser::types::{
     Directive, ExecutableDocument, Field, FragmentDefinition, OperationType, Selection,
     SelectionSet,
 };
 use async_graphql::registry::{MetaTypeName, Registry};
-use async_graphql::{
-    InputType, Name, Positioned, Request, Response, ServerResult, Value, Variables,
-};
+use async_graphql::{InputType, Name, Positioned, Response, Value, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::collections::HashMap;
@@ -228,98 +221,48 @@ fn plan(
     })
 }
 
-/// Plugs the ordering into a schema; `max_depth` is the schema's recursion limit.
-pub struct SelectionOrder {
-    max_depth: usize,
-}
+/// One operation's response order: worked out from its document before it runs, then
+/// applied to what it answers. The hooks that call it are those of the operation's
+/// limits extension (`limits::RequestLimits`), not an extension of its own: every
+/// extension in the chain costs a boxed future per resolved field.
+#[derive(Default)]
+pub struct ResponseOrder(Arc<OnceLock<Plan>>);
 
-impl SelectionOrder {
-    pub fn new(max_depth: usize) -> Self {
-        Self { max_depth }
-    }
-}
-
-impl ExtensionFactory for SelectionOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationOrder {
-            max_depth: self.max_depth,
-            operation_name: OperationName::default(),
-            plan: Arc::default(),
-        })
-    }
-}
-
-/// One operation's ordering. The plan is shared with the subscription's stream, which
-/// outlives the hooks' borrows.
-struct OperationOrder {
-    max_depth: usize,
-    operation_name: OperationName,
-    plan: Arc<OnceLock<Plan>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for OperationOrder {
-    async fn prepare_request(
+impl ResponseOrder {
+    /// `max_depth`: the schema's recursion limit.
+    pub fn learn(
         &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        self.operation_name.note(&request);
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let operation_name = self.operation_name.get();
-        let registry = &ctx.schema_env.registry;
-        let max_depth = self.max_depth;
-        if let Some(plan) = plan(
-            &doc,
-            operation_name.as_deref(),
-            variables,
-            registry,
-            max_depth,
-        ) {
-            let _ = self.plan.set(plan);
-        }
-        Ok(doc)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
+        doc: &ExecutableDocument,
         operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        if let Some(plan) = self.plan.get() {
+        variables: &Variables,
+        registry: &Registry,
+        max_depth: usize,
+    ) {
+        if let Some(plan) = plan(doc, operation_name, variables, registry, max_depth) {
+            let _ = self.0.set(plan);
+        }
+    }
+
+    /// Orders the response of a query or mutation.
+    pub fn apply(&self, response: &mut Response) {
+        if let Some(plan) = self.0.get() {
             plan.shape.apply(&mut response.data);
         }
-        response
     }
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let plan = self.plan.clone();
-        // Queries and mutations sent over the socket were ordered by `execute`.
-        let ordered = stream.map(move |mut response| {
-            if let Some(plan) = plan.get().filter(|p| p.subscription) {
-                plan.shape.apply(&mut response.data);
-            }
-            response
-        });
-        next.run(ctx, ordered.boxed())
+    /// Orders each payload of a subscription. The stream starts before the document is
+    /// known, so the plan is read per payload; a query or mutation sent over a socket
+    /// passes through here too, already ordered by `apply`.
+    pub fn subscription<'s>(&self, stream: BoxStream<'s, Response>) -> BoxStream<'s, Response> {
+        let plan = self.0.clone();
+        stream
+            .map(move |mut response| {
+                if let Some(plan) = plan.get().filter(|p| p.subscription) {
+                    plan.shape.apply(&mut response.data);
+                }
+                response
+            })
+            .boxed()
     }
 }
 
