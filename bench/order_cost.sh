@@ -22,7 +22,6 @@ source bench/cost_cases.sh
 psql "$PG_URL" -qc "DROP DATABASE IF EXISTS shop_order_bench" -qc "CREATE DATABASE shop_order_bench" >/dev/null
 DATABASE_URL="$DB_URL" "$AFTER" seed --products 2000 --customers 10 >/dev/null
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # "rps µs-cpu-per-request" of one binary on one query
 run() {
@@ -52,8 +51,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-pct() { echo "($2 - $1) * 100 / $1" | bc -l | xargs printf '%+.1f %%'; }
 echo "| query | req/s before | after | change | µs CPU/request before | after | change |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for q in "${QUERIES[@]}"; do
