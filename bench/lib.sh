@@ -9,7 +9,7 @@ ensure_tools() {
   if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk bc
   fi
-  cargo build --release -q
+  [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q
 }
 
 stop_server() {
