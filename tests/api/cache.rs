@@ -648,7 +648,7 @@ async fn a_crowded_outbox_becomes_one_invalidation_of_the_tenants_whole_cache() 
 /// prices, unfiltered lists) stay cached through it, and those showing stock do not.
 #[tokio::test]
 async fn a_checkout_drops_what_shows_stock_and_keeps_names_and_prices_cached() {
-    use crate::saga_helpers::{PLACE, place_input, wait_terminal};
+    use crate::saga_helpers::place_and_finish;
     let app = spawn_app().await;
     let mug = app.create_product("MUG", "Mug", "7.00", 5).await;
     let buyer = app.create_customer("Ana", "ana@example.com").await;
@@ -661,15 +661,7 @@ async fn a_checkout_drops_what_shows_stock_and_keeps_names_and_prices_cached() {
     for query in untouched.iter().chain([&stocked]) {
         app.debug(None, query, json!({"id": mug})).await;
     }
-    let accepted = app
-        .data(Some(&token), PLACE, place_input(&mug, 2, "tok_visa"))
-        .await;
-    let saga = wait_terminal(
-        &app,
-        &token,
-        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
-    )
-    .await;
+    let saga = place_and_finish(&app, &token, &mug, 2).await;
     assert_eq!(saga["status"], "COMPLETED");
     for query in untouched {
         let body = app.debug(None, query, json!({"id": mug})).await;
