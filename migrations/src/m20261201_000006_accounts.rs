@@ -5,6 +5,7 @@
 //! - `used_at`: a refresh token is single-use; rotation sets it with a conditional
 //!   update, so of two racing refreshes exactly one wins.
 //! - `revoked_at`: sign-out, or a reused token, revokes every token of its family.
+use crate::m20261122_000002_checkout::{at, bigint, fk, id, index, tenant, text};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -20,7 +21,6 @@ enum Customers {
 enum CustomerPasswords {
     Table,
     CustomerId,
-    TenantId,
     PasswordHash,
     UpdatedAt,
 }
@@ -29,7 +29,6 @@ enum CustomerPasswords {
 enum RefreshTokens {
     Table,
     Id,
-    TenantId,
     CustomerId,
     Family,
     TokenHash,
@@ -39,58 +38,32 @@ enum RefreshTokens {
     RevokedAt,
 }
 
-fn timestamp<T: IntoIden>(name: T, required: bool) -> ColumnDef {
-    let mut column = ColumnDef::new(name);
-    column.timestamp_with_time_zone();
-    if required {
-        column.not_null();
-    } else {
-        column.null();
-    }
-    column
-}
-
-fn customer_fk<T: IntoIden + 'static, C: IntoIden + 'static>(
-    name: &str,
-    table: T,
-    column: C,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(name)
-        .from(table, column)
-        .to(Customers::Table, Customers::Id)
-        .on_delete(ForeignKeyAction::Cascade)
+fn moment<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name)
+        .timestamp_with_time_zone()
+        .null()
         .to_owned()
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let cascade = ForeignKeyAction::Cascade;
         manager
             .create_table(
                 Table::create()
                     .table(CustomerPasswords::Table)
-                    .col(
-                        ColumnDef::new(CustomerPasswords::CustomerId)
-                            .big_integer()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(CustomerPasswords::TenantId)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(CustomerPasswords::PasswordHash)
-                            .string_len(255)
-                            .not_null(),
-                    )
-                    .col(timestamp(CustomerPasswords::UpdatedAt, true))
-                    .foreign_key(&mut customer_fk(
+                    .col(bigint(CustomerPasswords::CustomerId).primary_key())
+                    .col(tenant())
+                    .col(text(CustomerPasswords::PasswordHash, 255))
+                    .col(at(CustomerPasswords::UpdatedAt))
+                    .foreign_key(&mut fk(
                         "fk_customer_passwords_customer",
                         CustomerPasswords::Table,
                         CustomerPasswords::CustomerId,
+                        Customers::Table,
+                        Customers::Id,
+                        cascade,
                     ))
                     .to_owned(),
             )
@@ -99,64 +72,30 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(RefreshTokens::Table)
-                    .col(
-                        ColumnDef::new(RefreshTokens::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::TenantId)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::CustomerId)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::Family)
-                            .string_len(32)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::TokenHash)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(timestamp(RefreshTokens::CreatedAt, true))
-                    .col(timestamp(RefreshTokens::ExpiresAt, true))
-                    .col(timestamp(RefreshTokens::UsedAt, false))
-                    .col(timestamp(RefreshTokens::RevokedAt, false))
-                    .foreign_key(&mut customer_fk(
+                    .col(id(RefreshTokens::Id))
+                    .col(tenant())
+                    .col(bigint(RefreshTokens::CustomerId))
+                    .col(text(RefreshTokens::Family, 32))
+                    .col(text(RefreshTokens::TokenHash, 64))
+                    .col(at(RefreshTokens::CreatedAt))
+                    .col(at(RefreshTokens::ExpiresAt))
+                    .col(moment(RefreshTokens::UsedAt))
+                    .col(moment(RefreshTokens::RevokedAt))
+                    .foreign_key(&mut fk(
                         "fk_refresh_tokens_customer",
                         RefreshTokens::Table,
                         RefreshTokens::CustomerId,
+                        Customers::Table,
+                        Customers::Id,
+                        cascade,
                     ))
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("ux_refresh_tokens_hash")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::TokenHash)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("ix_refresh_tokens_family")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::Family)
-                    .to_owned(),
-            )
-            .await
+        let hash = [RefreshTokens::TokenHash];
+        index(manager, "ux_refresh_tokens_hash", RefreshTokens::Table, hash, true).await?;
+        let family = [RefreshTokens::Family];
+        index(manager, "ix_refresh_tokens_family", RefreshTokens::Table, family, false).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
