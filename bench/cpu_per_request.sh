@@ -17,7 +17,6 @@ trap stop_server EXIT
 ensure_tools >&2
 TICKS=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # µs of server CPU per request for one configuration: query-name body expect -- env...
 run() {
@@ -47,8 +46,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-pct() { echo "($2 - $1) * 100 / $1" | bc -l | xargs printf '%+.1f %%'; }
 echo "| query | neither, µs CPU/request | rate limiter | query limits | both | limiter cost | limits cost | both |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for q in "${QUERIES[@]}"; do

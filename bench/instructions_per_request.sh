@@ -40,7 +40,6 @@ for c in "${CONFIGS[@]}"; do
   stop_server
 done
 
-pct() { echo "($2 - $1) * 100 / $1" | bc -l | xargs printf '%+.1f %%'; }
 echo "| query | neither, instructions/request | rate limiter | query limits | both | limiter cost | limits cost | both |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for q in "${QUERIES[@]}"; do

@@ -9,7 +9,7 @@ ensure_tools() {
   if ! command -v wrk >/dev/null || ! command -v bc >/dev/null; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk bc
   fi
-  cargo build --release -q
+  [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q
 }
 
 stop_server() {
@@ -33,3 +33,12 @@ gql() { # token body
 
 # A field of wrk's RESULT line: field "$line" rps
 field() { echo "$1" | grep -o "$2=[0-9.]*" | cut -d= -f2; }
+
+# Server CPU ticks (user + system) of a process: cpu_ticks PID
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The median of the numbers on stdin (space- or line-separated).
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+# The change from $1 to $2, in percent: "+1.2 %".
+pct() { echo "($2 - $1) * 100 / $1" | bc -l | xargs printf '%+.1f %%'; }

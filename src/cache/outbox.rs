@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Value,
 };
 
 pub const MAX_PER_TENANT: i64 = 1_000;
@@ -34,16 +34,39 @@ pub async fn record(
     tenant: &TenantId,
     tags: &[String],
 ) -> Result<i64, DbErr> {
-    let encoded = serde_json::to_string(tags).map_err(|e| DbErr::Custom(e.to_string()))?;
     let row = cache_outbox::ActiveModel {
         tenant_id: Set(tenant.as_str().to_owned()),
-        tags: Set(encoded),
+        tags: Set(encode(tags)?),
         created_at: Set(Utc::now()),
         ..Default::default()
     }
     .insert(conn)
     .await?;
     Ok(row.id)
+}
+
+/// `record` as a part of a larger statement (a data-modifying `WITH` on PostgreSQL):
+/// an `INSERT … SELECT` that writes the row once per row of `source` (name a one-row
+/// source), so that a change and its record commit together even as one autocommitted
+/// statement. Returns its SQL (with `?` placeholders, `RETURNING id`) and its values.
+pub fn record_from(
+    source: &str,
+    tenant: &TenantId,
+    tags: &[String],
+) -> Result<(String, Vec<Value>), DbErr> {
+    let sql = format!(
+        "INSERT INTO cache_outbox (tenant_id, tags, created_at) SELECT ?, ?, ? FROM {source} RETURNING id"
+    );
+    let values = vec![
+        tenant.as_str().into(),
+        encode(tags)?.into(),
+        Utc::now().into(),
+    ];
+    Ok((sql, values))
+}
+
+fn encode(tags: &[String]) -> Result<String, DbErr> {
+    serde_json::to_string(tags).map_err(|e| DbErr::Custom(e.to_string()))
 }
 
 /// The oldest rows older than `before`, or among `also` (whatever their age); rows that

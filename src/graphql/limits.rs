@@ -6,17 +6,24 @@
 //! fragment spread and so take exponential time on a "fragment bomb". The same hook
 //! notes the operation's type for the HTTP layer and refuses a mutation sent by GET.
 //!
+//! The same extension holds the operation's response order (`selection_order`), worked
+//! out from the document measured here and applied in `execute` and `subscribe`: one
+//! extension rather than two, as each costs a boxed future per resolved field.
+//!
 //! async-graphql then computes the real complexity (lists weighted by `first`/`limit`,
 //! see the `complexity` attributes on list fields) and depth during validation; its
 //! errors for those carry no code, so the `validation` hook adds `QUERY_TOO_COMPLEX`.
+use super::selection_order::ResponseOrder;
 use super::socket_budget::{SocketBudget, SubscriptionSlot};
+use async_graphql::Response;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-    NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextSubscribe, NextValidation,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult, ValidationResult};
 use async_graphql::{Variables, parser};
+use futures_util::stream::BoxStream;
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -151,6 +158,7 @@ impl ExtensionFactory for QueryLimits {
         Arc::new(RequestLimits {
             limits: self.0,
             subscription: Mutex::default(),
+            order: ResponseOrder::default(),
         })
     }
 }
@@ -160,6 +168,7 @@ impl ExtensionFactory for QueryLimits {
 struct RequestLimits {
     limits: Limits,
     subscription: Mutex<Option<SubscriptionSlot>>,
+    order: ResponseOrder,
 }
 
 #[async_trait::async_trait]
@@ -207,7 +216,35 @@ impl Extension for RequestLimits {
                 *held = Some(slot);
             }
         }
+        let variables = request.variables.clone();
+        self.order.learn(
+            request.parsed_query()?,
+            operation_name.as_deref(),
+            &variables,
+            &ctx.schema_env.registry,
+            self.limits.nesting(),
+        );
         next.run(ctx, request).await
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        self.order.apply(&mut response);
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, self.order.subscription(stream))
     }
 
     async fn parse_query(

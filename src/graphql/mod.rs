@@ -15,6 +15,7 @@ mod orders;
 pub mod passes;
 mod people;
 pub mod schema;
+pub mod selection_order;
 pub mod socket_budget;
 mod stats;
 mod types;

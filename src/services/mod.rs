@@ -53,4 +53,14 @@ impl<T> Changed<T> {
             recorded,
         })
     }
+
+    /// A change already committed by one statement that also recorded its tags as
+    /// outbox row `recorded` (see `cache::outbox::record_from`).
+    pub fn committed(value: T, tags: Vec<String>, recorded: i64) -> Self {
+        Self {
+            value,
+            tags,
+            recorded: Some(recorded),
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Issue #13, bullet 3: a WebSocket is held to the HTTP rules (message size, the rate
 //! limit, the token's lifetime), closes idle and dead connections, and caps its
 //! subscriptions.
-use crate::helpers::{SECRET, TestApp, error_code, spawn_app, spawn_with, test_settings};
+use crate::helpers::{SECRET, error_code, spawn_app, spawn_with, test_settings};
+use crate::saga_helpers::pending_saga;
 use crate::ws::{Heard, Socket};
 use serde_json::{Value, json};
 use shopgraph::auth::{JwtKeys, Role};
@@ -143,27 +144,6 @@ async fn a_websocket_is_pinged_and_closed_when_its_peer_stops_answering() {
 }
 
 /// A customer's token and the id of a checkout saga nobody works on.
-async fn pending_saga(app: &TestApp) -> (String, Value) {
-    let product = app.create_product("MUG", "Mug", "7.50", 10).await;
-    let customer = app.create_customer("Ana", "ana@example.com").await;
-    let token = app.customer(customer);
-    app.data(
-        Some(&token),
-        "mutation($p: ID!) { addToCart(productId: $p, quantity: 1) { id } }",
-        json!({"p": product}),
-    )
-    .await;
-    let accepted = app
-        .data(
-            Some(&token),
-            "mutation { checkout(input: {paymentMethod: CARD, paymentToken: \"tok_visa\"}) { id status } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(accepted["checkout"]["status"], "PENDING");
-    (token, accepted["checkout"]["id"].clone())
-}
-
 /// The next `next` message for operation `id`, skipping others'.
 async fn next_for(socket: &mut Socket, id: &str) -> Value {
     loop {

@@ -1,4 +1,4 @@
-use crate::helpers::{TestApp, error_code, spawn_app};
+use crate::helpers::{TestApp, error_code, spawn_app, spawn_with, test_settings};
 use serde_json::{Value, json};
 
 const CART: &str =
@@ -141,4 +141,89 @@ async fn staff_edit_a_named_customers_cart_and_customers_cannot() {
     assert_eq!(error_code(&by_customer), "FORBIDDEN");
     let staff_without_customer = app.gql(Some(&staff), add, json!({"p": mug})).await;
     assert_eq!(error_code(&staff_without_customer), "BAD_USER_INPUT");
+}
+
+/// Each condition of the checked upsert refuses with its own error, in SPEC's order,
+/// and a refused write leaves the cart as it was (its `updatedAt` included: read with
+/// the cache off, so that a cached cart cannot hide a change).
+#[tokio::test]
+async fn refused_adds_and_updates_say_why_and_leave_the_cart_untouched() {
+    let mut settings = test_settings().await;
+    settings.cache_enabled = false;
+    let app = spawn_with(settings).await;
+    let (token, mug, lamp) = shopper(&app).await;
+    let t = Some(token.as_str());
+    let crate_of = app.create_product("CRATE", "Crate", "1.00", 20_000).await;
+    let old = app.create_product("OLD", "Old", "1.00", 5).await;
+    app.data(
+        Some(&app.staff()),
+        "mutation($id: ID!) { updateProduct(id: $id, input: {active: false}) { id } }",
+        json!({"id": old}),
+    )
+    .await;
+    app.data(t, ADD, json!({"p": lamp, "q": 2})).await;
+    app.data(t, ADD, json!({"p": crate_of, "q": 9_999})).await;
+    let before = app
+        .data(t, "{ cart { updatedAt itemCount } }", json!({}))
+        .await;
+
+    let update =
+        "mutation($p: ID!, $q: Int!) { updateCartItem(productId: $p, quantity: $q) { itemCount } }";
+    let refusals = [
+        (
+            ADD,
+            json!({"p": lamp, "q": 1}),
+            "OUT_OF_STOCK",
+            "only 2 of 'LAMP' in stock, 3 requested",
+        ),
+        (
+            ADD,
+            json!({"p": mug, "q": 11}),
+            "OUT_OF_STOCK",
+            "only 10 of 'MUG' in stock, 11 requested",
+        ),
+        (
+            ADD,
+            json!({"p": crate_of, "q": 2}),
+            "BAD_USER_INPUT",
+            "at most 10000 units",
+        ),
+        (ADD, json!({"p": old, "q": 1}), "NOT_FOUND", "not found"),
+        (
+            update,
+            json!({"p": lamp, "q": 3}),
+            "OUT_OF_STOCK",
+            "3 requested",
+        ),
+        (
+            update,
+            json!({"p": mug, "q": 11}),
+            "OUT_OF_STOCK",
+            "11 requested",
+        ),
+        (update, json!({"p": old, "q": 1}), "NOT_FOUND", "not found"),
+    ];
+    for (query, vars, code, message) in refusals {
+        let body = app.gql(t, query, vars.clone()).await;
+        assert_eq!(error_code(&body), code, "{vars}: {body}");
+        assert!(body.to_string().contains(message), "{vars}: {body}");
+    }
+    let after = app
+        .data(t, "{ cart { updatedAt itemCount } }", json!({}))
+        .await;
+    assert_eq!(after, before);
+
+    let customer_gone = app
+        .gql(
+            Some(&app.staff()),
+            "mutation($p: ID!) { addToCart(productId: $p, customerId: \"424242\") { itemCount } }",
+            json!({"p": mug}),
+        )
+        .await;
+    assert_eq!(error_code(&customer_gone), "NOT_FOUND", "{customer_gone}");
+    // Within the limits the same line takes the rest: 9 999 + 1, and stock exactly.
+    let full = app.data(t, ADD, json!({"p": crate_of, "q": 1})).await;
+    assert_eq!(full["addToCart"]["itemCount"], 10_002);
+    let set = app.data(t, update, json!({"p": mug, "q": 10})).await;
+    assert_eq!(set["updateCartItem"]["itemCount"], 10_012);
 }

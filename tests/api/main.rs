@@ -18,6 +18,7 @@ mod recovery;
 mod redis;
 mod redis_process;
 mod redis_topology;
+mod response_order;
 mod saga_helpers;
 mod stale_reads;
 mod stats;

@@ -148,3 +148,26 @@ pub async fn subscribe(
         }
     }
 }
+
+/// A customer's token and the id of their checkout, accepted and still `PENDING` (the
+/// app runs no worker).
+pub async fn pending_saga(app: &TestApp) -> (String, Value) {
+    let product = app.create_product("MUG", "Mug", "7.50", 10).await;
+    let customer = app.create_customer("Ana", "ana@example.com").await;
+    let token = app.customer(customer);
+    app.data(
+        Some(&token),
+        "mutation($p: ID!) { addToCart(productId: $p, quantity: 1) { id } }",
+        json!({"p": product}),
+    )
+    .await;
+    let accepted = app
+        .data(
+            Some(&token),
+            "mutation { checkout(input: {paymentMethod: CARD, paymentToken: \"tok_visa\"}) { id status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(accepted["checkout"]["status"], "PENDING");
+    (token, accepted["checkout"]["id"].clone())
+}

@@ -4,8 +4,8 @@ use crate::helpers::TestApp;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 type Stream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -67,12 +67,16 @@ impl Socket {
             .await;
     }
 
+    /// The next frame the server sends, within 15 s.
+    async fn frame(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+        tokio::time::timeout(Duration::from_secs(15), self.0.next())
+            .await
+            .unwrap_or_else(|_| panic!("the server sent nothing for 15 s"))
+    }
+
     /// The next thing the server sends, within 15 s.
     pub async fn next(&mut self) -> Heard {
-        let next = tokio::time::timeout(Duration::from_secs(15), self.0.next())
-            .await
-            .unwrap_or_else(|_| panic!("the server sent nothing for 15 s"));
-        match next {
+        match self.frame().await {
             Some(Ok(Message::Text(text))) => {
                 Heard::Message(serde_json::from_str(&text).unwrap_or_default())
             }
@@ -89,6 +93,18 @@ impl Socket {
             match self.next().await {
                 Heard::Message(message) => return message,
                 Heard::Ping => {}
+                other => panic!("the socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next protocol message as the server wrote it (key order included), skipping
+    /// pings.
+    pub async fn next_text(&mut self) -> String {
+        loop {
+            match self.frame().await {
+                Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 other => panic!("the socket ended: {other:?}"),
             }
         }

@@ -1,13 +1,17 @@
 //! Carts: one per customer. Quantities are checked against stock when added, and
 //! concurrent edits of one cart lose nothing (an atomic upsert adds to the stored
-//! quantity instead of writing back a value read earlier).
+//! quantity instead of writing back a value read earlier). Lines are written by `line`,
+//! whose one statement checks them.
+mod line;
+
 use super::{Changed, tags};
 use crate::auth::Actor;
 use crate::db::entities::{cart_items, carts, customers, products};
 use crate::domain::{EntityId, MAX_QUANTITY, Quantity};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use line::NewQuantity;
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
@@ -70,21 +74,7 @@ pub async fn add_to_cart(
     quantity: Quantity,
 ) -> AppResult<Changed<CartView>> {
     let customer = actor.customer_scope(customer)?;
-    let txn = db.begin().await?;
-    require_customer(&txn, actor, customer).await?;
-    let product = active_product(&txn, actor, product).await?;
-    let now = touch_cart(&txn, actor, customer).await?;
-    let line = upsert_line(
-        &txn,
-        actor,
-        customer,
-        &product,
-        quantity.get(),
-        Expr::cust("cart_items.quantity + excluded.quantity"),
-    )
-    .await?;
-    check_line(&product, line.quantity)?;
-    changed(txn, actor, customer, now).await
+    line::write(db, actor, customer, product, NewQuantity::Add(quantity)).await
 }
 
 /// Sets a line's quantity; 0 removes the line.
@@ -101,21 +91,7 @@ pub async fn update_cart_item(
     }
     let quantity = Quantity::parse("quantity", quantity)?;
     let customer = actor.customer_scope(customer)?;
-    let txn = db.begin().await?;
-    require_customer(&txn, actor, customer).await?;
-    let product = active_product(&txn, actor, product).await?;
-    check_line(&product, quantity.get())?;
-    let now = touch_cart(&txn, actor, customer).await?;
-    upsert_line(
-        &txn,
-        actor,
-        customer,
-        &product,
-        quantity.get(),
-        Expr::cust("excluded.quantity"),
-    )
-    .await?;
-    changed(txn, actor, customer, now).await
+    line::write(db, actor, customer, product, NewQuantity::Set(quantity)).await
 }
 
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
@@ -174,9 +150,14 @@ async fn changed(
             customer_id: customer,
             updated_at,
         },
-        vec![tags::cart(customer)],
+        stale(customer),
     )
     .await
+}
+
+/// What any change of `customer`'s cart makes stale.
+fn stale(customer: EntityId) -> Vec<String> {
+    vec![tags::cart(customer)]
 }
 
 fn check_line(product: &products::Model, quantity: i32) -> AppResult<()> {
@@ -206,15 +187,15 @@ async fn require_customer<C: ConnectionTrait>(
         .ok_or_else(|| AppError::not_found("customer", id))
 }
 
-async fn active_product(
-    txn: &DatabaseTransaction,
+async fn active_product<C: ConnectionTrait>(
+    conn: &C,
     actor: &Actor,
     id: EntityId,
 ) -> AppResult<products::Model> {
     products::Entity::find_by_id(id.get())
         .filter(products::Column::TenantId.eq(actor.tenant.as_str()))
         .filter(products::Column::Active.eq(true))
-        .one(txn)
+        .one(conn)
         .await?
         .ok_or_else(|| AppError::not_found("product", id))
 }
@@ -239,34 +220,4 @@ async fn touch_cart(
     .exec_without_returning(txn)
     .await?;
     Ok(now)
-}
-
-/// Inserts a line or, when the product is already in the cart, sets its quantity to
-/// `on_conflict` (evaluated by the database, so concurrent adds accumulate).
-async fn upsert_line(
-    txn: &DatabaseTransaction,
-    actor: &Actor,
-    customer: EntityId,
-    product: &products::Model,
-    quantity: i32,
-    on_conflict: Expr,
-) -> AppResult<cart_items::Model> {
-    Ok(cart_items::Entity::insert(cart_items::ActiveModel {
-        tenant_id: Set(actor.tenant.as_str().to_owned()),
-        customer_id: Set(customer.get()),
-        product_id: Set(product.id),
-        quantity: Set(quantity),
-        added_at: Set(Utc::now()),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::columns([
-            cart_items::Column::CustomerId,
-            cart_items::Column::ProductId,
-        ])
-        .value(cart_items::Column::Quantity, on_conflict)
-        .to_owned(),
-    )
-    .exec_with_returning(txn)
-    .await?)
 }
