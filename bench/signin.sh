@@ -29,7 +29,6 @@ gql "" '{"query":"mutation { signUp(input: {email: \"bench@example.com\", name: 
 printf '%s' '{"query":"mutation { signIn(email: \"bench@example.com\", password: \"correct horse battery\") { accessToken } }"}' >"$OUT/signin.json"
 printf '%s' '{"query":"{ products(first: 20) { edges { node { id name price category { name } } } } }"}' >"$OUT/read.json"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 wrk_run() { # body-file expect connections
   wrk -t1 -c"$3" -d"$RUN" --timeout 10s -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$1" "$2" | grep '^RESULT'
 }
@@ -53,14 +52,13 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round: signIn ${SIGNIN_RPS[-1]} req/s, ${SIGNIN_CPU[-1]} ms CPU each; reads alone ${ALONE[-1]} req/s, flooded ${FLOODED[-1]} req/s (flood ${FLOOD_RPS[-1]} signIn/s)" >&2
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-alone=$(median "${ALONE[@]}")
-flooded=$(median "${FLOODED[@]}")
+alone=$(echo "${ALONE[@]}" | median)
+flooded=$(echo "${FLOODED[@]}" | median)
 echo "| measure | median of $ROUNDS rounds |"
 echo "| --- | ---: |"
-echo "| signIn at concurrency 2, req/s | $(median "${SIGNIN_RPS[@]}") |"
-echo "| server CPU per signIn, ms | $(median "${SIGNIN_CPU[@]}" | xargs printf '%.1f') |"
+echo "| signIn at concurrency 2, req/s | $(echo "${SIGNIN_RPS[@]}" | median) |"
+echo "| server CPU per signIn, ms | $(echo "${SIGNIN_CPU[@]}" | median | xargs printf '%.1f') |"
 echo "| catalog reads alone (c=8), req/s | $alone |"
 echo "| catalog reads during a signIn flood (c=8), req/s | $flooded |"
-echo "| signIn/s during the flood | $(median "${FLOOD_RPS[@]}") |"
-echo "| reads slowed by | $(echo "($alone - $flooded) * 100 / $alone" | bc -l | xargs printf '%.1f %%') |"
+echo "| signIn/s during the flood | $(echo "${FLOOD_RPS[@]}" | median) |"
+echo "| change of the reads under the flood | $(pct "$alone" "$flooded") |"

@@ -92,10 +92,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        let hash = [RefreshTokens::TokenHash];
-        index(manager, "ux_refresh_tokens_hash", RefreshTokens::Table, hash, true).await?;
-        let family = [RefreshTokens::Family];
-        index(manager, "ix_refresh_tokens_family", RefreshTokens::Table, family, false).await
+        index(
+            manager,
+            "ux_refresh_tokens_hash",
+            RefreshTokens::Table,
+            [RefreshTokens::TokenHash],
+            true,
+        )
+        .await?;
+        index(
+            manager,
+            "ix_refresh_tokens_family",
+            RefreshTokens::Table,
+            [RefreshTokens::Family],
+            false,
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
