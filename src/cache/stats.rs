@@ -69,10 +69,11 @@ pub struct CacheStatsSnapshot {
 
 /// A tag's family as a bounded metric label: `product:12` -> `product`.
 fn tag_family(tag: &str) -> &'static str {
-    const FAMILIES: [&str; 12] = [
+    const FAMILIES: [&str; 13] = [
         "all",
         "module",
         "product",
+        "stock",
         "products",
         "categories",
         "cart",

@@ -50,14 +50,15 @@ pub async fn invalidate(cache: &Cache, recorded: Vec<Recorded>) {
 }
 
 impl Payload {
-    /// Tags of the products whose stock a saga moves.
+    /// Tags of the stock a saga moves: the products' other fields, and which products
+    /// an unfiltered list holds, stay as they were.
     pub fn stock_tags(&self) -> Vec<String> {
         let mut tags: Vec<String> = self
             .lines
             .iter()
-            .map(|l| tags::product(EntityId::from_db(l.product_id)))
+            .map(|l| tags::stock(EntityId::from_db(l.product_id)))
             .collect();
-        tags.push(tags::PRODUCTS.to_owned());
+        tags.push(tags::STOCK_LISTS.to_owned());
         tags
     }
 

@@ -1,5 +1,5 @@
 //! What resolvers read from the request: shared services (schema data) and the
-//! per-request context (actor, DataLoaders).
+//! per-request context (actor, batch loaders).
 use super::loaders::Loaders;
 use crate::auth::Actor;
 use crate::error::AppError;

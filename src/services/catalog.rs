@@ -69,7 +69,7 @@ pub async fn product(
     Ok(query.one(db).await?)
 }
 
-/// Products by id, for the DataLoader: one statement for any number of ids.
+/// Products by id, for the batch loader: one statement for any number of ids.
 pub async fn products_by_ids(
     db: &DatabaseConnection,
     tenant: &str,

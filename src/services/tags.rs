@@ -11,6 +11,17 @@ pub fn product(id: EntityId) -> String {
 /// Which products a list holds and in which order.
 pub const PRODUCTS: &str = "products";
 
+/// One product's stock (and `updatedAt`, which a stock move sets): the only part of a
+/// product a checkout changes, so entries that show its name or price stay cached
+/// through checkouts. An entry showing it also carries `product(id)` (every product
+/// value records that), so a product's own mutations need not name this tag.
+pub fn stock(id: EntityId) -> String {
+    format!("stock:{id}")
+}
+
+/// Which products a list filtered by stock (`inStock`) holds.
+pub const STOCK_LISTS: &str = "products:stock";
+
 /// The category list and every category's fields.
 pub const CATEGORIES: &str = "categories";
 

@@ -643,3 +643,36 @@ async fn a_crowded_outbox_becomes_one_invalidation_of_the_tenants_whole_cache() 
         "miss"
     );
 }
+
+/// A checkout moves stock only: entries that show what it sold without its stock (names,
+/// prices, unfiltered lists) stay cached through it, and those showing stock do not.
+#[tokio::test]
+async fn a_checkout_drops_what_shows_stock_and_keeps_names_and_prices_cached() {
+    use crate::saga_helpers::place_and_finish;
+    let app = spawn_app().await;
+    let mug = app.create_product("MUG", "Mug", "7.00", 5).await;
+    let buyer = app.create_customer("Ana", "ana@example.com").await;
+    let token = app.customer(buyer);
+    let untouched = [
+        "query($id: ID!) { product(id: $id) { name price } }",
+        "{ products(first: 10) { edges { node { name price } } } }",
+    ];
+    let stocked = "query($id: ID!) { product(id: $id) { stock updatedAt } }";
+    for query in untouched.iter().chain([&stocked]) {
+        app.debug(None, query, json!({"id": mug})).await;
+    }
+    let saga = place_and_finish(&app, &token, &mug, 2).await;
+    assert_eq!(saga["status"], "COMPLETED");
+    for query in untouched {
+        let body = app.debug(None, query, json!({"id": mug})).await;
+        let field = if query.contains("products(") {
+            "products"
+        } else {
+            "product"
+        };
+        assert_eq!(outcome(&body, field), "hit", "{query}");
+    }
+    let body = app.debug(None, stocked, json!({"id": mug})).await;
+    assert_eq!(outcome(&body, "product"), "miss");
+    assert_eq!(body["data"]["product"]["stock"], 3);
+}

@@ -132,15 +132,7 @@ async fn a_failure_creating_the_order_refunds_the_payment_and_releases_the_stock
     let mug = app.create_product("MUG", "Mug", "7.50", 4).await;
     let customer = app.create_customer("Ana", "ana@example.com").await;
     let token = app.customer(customer);
-    let accepted = app
-        .data(Some(&token), PLACE, place_input(&mug, 2, "tok_visa"))
-        .await;
-    let saga = wait_terminal(
-        &app,
-        &token,
-        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
-    )
-    .await;
+    let saga = place_and_finish(&app, &token, &mug, 2).await;
     assert_eq!(saga["status"], "COMPENSATED", "{saga}");
     assert_eq!(
         saga["steps"]
@@ -414,15 +406,7 @@ async fn cancelling_a_completed_order_refunds_and_restocks() {
     let mug = app.create_product("MUG", "Mug", "7.50", 10).await;
     let customer = app.create_customer("Ana", "ana@example.com").await;
     let token = app.customer(customer);
-    let accepted = app
-        .data(Some(&token), PLACE, place_input(&mug, 3, "tok_visa"))
-        .await;
-    let checkout = wait_terminal(
-        &app,
-        &token,
-        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
-    )
-    .await;
+    let checkout = place_and_finish(&app, &token, &mug, 3).await;
     assert_eq!(checkout["status"], "COMPLETED");
     assert_eq!(stock(&app, &mug).await, 7);
     let order = checkout["order"]["id"].clone();

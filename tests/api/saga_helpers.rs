@@ -81,6 +81,23 @@ pub async fn all_orders(app: &TestApp) -> Vec<orders::Model> {
         .unwrap_or_default()
 }
 
+/// Places an order of `quantity` × `product` paid by card and waits for its saga to end.
+pub async fn place_and_finish(app: &TestApp, token: &str, product: &str, quantity: i32) -> Value {
+    let accepted = app
+        .data(
+            Some(token),
+            PLACE,
+            place_input(product, quantity, "tok_visa"),
+        )
+        .await;
+    wait_terminal(
+        app,
+        token,
+        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
+    )
+    .await
+}
+
 pub fn place_input(product: &str, quantity: i32, token: &str) -> Value {
     json!({"input": {"items": [{"productId": product, "quantity": quantity}], "paymentMethod": "CARD", "paymentToken": token}})
 }

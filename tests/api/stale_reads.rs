@@ -32,7 +32,15 @@ const VIEWS: &[(Who, &str)] = &[
     ),
     (
         Who::Anonymous,
+        "{ products(first: 50, filter: {inStock: true}) { totalCount edges { node { id name } } } }",
+    ),
+    (
+        Who::Anonymous,
         "query($p: ID!) { product(id: $p) { id name price stock category { id name } } }",
+    ),
+    (
+        Who::Anonymous,
+        "query($p: ID!) { product(id: $p) { name updatedAt } }",
     ),
     (
         Who::Anonymous,
@@ -274,7 +282,8 @@ async fn no_cached_view_is_stale_after_any_mutation_or_saga() {
         (
             "updateCartItem",
             "customer",
-            "mutation($p: ID!) { updateCartItem(productId: $p, quantity: 3) { id } }".into(),
+            // All the mugs: the checkout then takes the mug out of `inStock` lists.
+            "mutation($p: ID!) { updateCartItem(productId: $p, quantity: 10) { id } }".into(),
             json!({"p": twins.mug}),
         ),
         (

@@ -1,5 +1,5 @@
 use crate::helpers::{TestApp, error_code, spawn_app};
-use crate::saga_helpers::{PLACE, place_input, wait_terminal};
+use crate::saga_helpers::{place_and_finish, wait_terminal};
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde_json::{Value, json};
@@ -261,15 +261,7 @@ async fn a_completed_checkout_reaches_cached_top_products_within_a_round() {
     let buyer = app.create_customer("Buyer", "buyer@example.com").await;
     let token = app.customer(buyer);
     let beta = (a + 1).to_string();
-    let accepted = app
-        .data(Some(&token), PLACE, place_input(&beta, 4, "tok_visa"))
-        .await;
-    let saga = wait_terminal(
-        &app,
-        &token,
-        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
-    )
-    .await;
+    let saga = place_and_finish(&app, &token, &beta, 4).await;
     assert_eq!(saga["status"], "COMPLETED");
     let expected = json!({"topProducts": [{"product": {"sku": "B"}, "unitsSold": 7}]});
     let fresh = within_lag(&app, None, q, &expected).await;
@@ -348,15 +340,7 @@ async fn statistics_follow_checkouts_and_cancellations_as_they_happen() {
     let buyer = app.create_customer("Ana", "ana@example.com").await;
     let token = app.customer(buyer);
     let q = "{ topProducts { product { sku } unitsSold revenue } salesStats { orders revenue refunds } customerStats { buyers mostActiveCustomers { orders spent } } }";
-    let accepted = app
-        .data(Some(&token), PLACE, place_input(&mug, 3, "tok_visa"))
-        .await;
-    let checkout = wait_terminal(
-        &app,
-        &token,
-        accepted["placeOrder"]["id"].as_str().unwrap_or_default(),
-    )
-    .await;
+    let checkout = place_and_finish(&app, &token, &mug, 3).await;
     assert_eq!(checkout["status"], "COMPLETED");
     let admin = app.admin();
     let sold = json!({

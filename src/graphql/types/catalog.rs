@@ -44,6 +44,7 @@ impl Product {
         Money::from_cents(self.0.price_cents).to_decimal()
     }
     async fn stock(&self) -> i32 {
+        record_entity(StockOf(self.0.id));
         self.0.stock
     }
     async fn active(&self) -> bool {
@@ -65,7 +66,18 @@ impl Product {
         self.0.created_at
     }
     async fn updated_at(&self) -> DateTime<Utc> {
+        record_entity(StockOf(self.0.id));
         self.0.updated_at
+    }
+}
+
+/// What a product's `stock` and `updatedAt` show: checkouts move it without touching
+/// the rest of the product.
+struct StockOf(i64);
+
+impl CacheTags for StockOf {
+    fn cache_tags(&self) -> Embeds {
+        Embeds::Tags(vec![tags::stock(EntityId::from_db(self.0))])
     }
 }
 
@@ -158,8 +170,13 @@ pub fn product_connection(
 }
 
 impl CacheTags for ProductConnection {
-    /// Which products a page holds, and its `totalCount`.
+    /// Which products a page holds, and its `totalCount`; filtered by stock, also every
+    /// stock move.
     fn cache_tags(&self) -> Embeds {
-        Embeds::Tags(vec![tags::PRODUCTS.to_owned()])
+        let mut tags = vec![tags::PRODUCTS.to_owned()];
+        if self.additional_fields.filter.in_stock.is_some() {
+            tags.push(tags::STOCK_LISTS.to_owned());
+        }
+        Embeds::Tags(tags)
     }
 }

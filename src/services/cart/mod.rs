@@ -51,7 +51,7 @@ pub async fn cart(
     }
 }
 
-/// Lines of many carts, for the DataLoader.
+/// Lines of many carts, for the batch loader.
 pub async fn items_by_customers(
     db: &DatabaseConnection,
     tenant: &str,
