@@ -87,13 +87,23 @@ impl JwtKeys {
         role: Role,
         ttl: chrono::Duration,
     ) -> anyhow::Result<String> {
-        let now = chrono::Utc::now();
+        self.issue_until(tenant, subject, role, chrono::Utc::now() + ttl)
+    }
+
+    /// A token valid until `expires_at` (whole seconds, as `exp` holds them).
+    pub fn issue_until(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+        role: Role,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             sub: subject.to_owned(),
             tenant: tenant.as_str().to_owned(),
             role,
-            iat: now.timestamp(),
-            exp: (now + ttl).timestamp(),
+            iat: chrono::Utc::now().timestamp(),
+            exp: expires_at.timestamp(),
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

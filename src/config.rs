@@ -10,6 +10,9 @@ use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+mod accounts;
+pub use accounts::AccountSettings;
+
 /// The longest TTL any setting accepts (30 days): far beyond any useful cache life,
 /// and far from overflowing a timestamp.
 pub const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -458,6 +461,10 @@ pub struct Settings {
     #[arg(skip)]
     pub fail_rates: Option<crate::checkout::failures::FailureRates>,
 
+    /// Token lifetimes and sign-in limits of customer accounts.
+    #[command(flatten)]
+    pub accounts: AccountSettings,
+
     /// Tenant for anonymous callers that send no `X-Tenant`.
     #[arg(
         long,
@@ -548,6 +555,7 @@ impl Settings {
         }
         TenantId::parse(&self.default_tenant)
             .map_err(|e| anyhow::anyhow!("DEFAULT_TENANT: {e}"))?;
+        self.accounts.validate()?;
         self.validate_protection()
     }
 

@@ -21,6 +21,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     TooComplex(String),
+    /// Too many attempts (sign-in); answered 429 with `Retry-After` over HTTP.
+    #[error("too many attempts: retry in {retry_secs} s")]
+    RateLimited { retry_secs: u64 },
     /// The database is busy or briefly unreachable: the client may try again.
     #[error("the service is busy; try again shortly")]
     Unavailable(#[source] anyhow::Error),
@@ -29,6 +32,10 @@ pub enum AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// The extension of a `RATE_LIMITED` error that says when to try again (seconds); the
+/// HTTP layer turns it into `Retry-After`.
+pub const RETRY_AFTER: &str = "retryAfter";
 
 impl AppError {
     pub fn code(&self) -> &'static str {
@@ -40,6 +47,7 @@ impl AppError {
             Self::OutOfStock(_) => "OUT_OF_STOCK",
             Self::Conflict(_) => "CONFLICT",
             Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -61,8 +69,12 @@ impl AppError {
             _ => {}
         }
         crate::cache::record_failure();
-        async_graphql::Error::new(self.to_string())
-            .extend_with(|_, ext| ext.set("code", self.code()))
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let Self::RateLimited { retry_secs } = self {
+                ext.set(RETRY_AFTER, *retry_secs);
+            }
+        })
     }
 }
 

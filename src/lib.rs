@@ -22,7 +22,7 @@ pub mod graphql;
 pub mod http;
 /// Where Redis runs (one server, Sentinel, Cluster) and connections that follow it.
 pub mod redis_topology;
-/// Business rules and transactions for catalog, customers and carts.
+/// Business rules and transactions for catalog, customers, accounts and carts.
 pub mod services;
 /// Builds the whole application from settings (used by `main` and the tests).
 pub mod startup;

@@ -10,6 +10,7 @@ use crate::checkout::intake::Intake;
 use crate::config::Settings;
 use crate::graphql::{ApqStore, Limits, Services};
 use crate::http::{AppState, HttpConfig, StateInner};
+use crate::services::accounts::Accounts;
 use crate::services::seed;
 use anyhow::Context;
 use axum::Router;
@@ -80,6 +81,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         db: db.clone(),
         cache: cache.clone(),
         checkout,
+        accounts: Arc::new(build_accounts(settings, jwt.clone())?),
     };
     let limits = Limits {
         enabled: settings.query_limits_enabled,
@@ -103,6 +105,18 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         known_documents: Default::default(),
         http: HttpConfig::from_settings(settings),
     }))
+}
+
+/// Accounts, with sign-in counters in Redis when configured (shared by every instance).
+fn build_accounts(settings: &Settings, jwt: JwtKeys) -> anyhow::Result<Accounts> {
+    let redis = match &settings.redis_topology() {
+        Some(topology) => {
+            Some(crate::cache::redis_connection(topology).context("Redis for sign-in counters")?)
+        }
+        None => None,
+    };
+    let redis = redis.map(|conn| (conn, settings.cache_key_prefix.as_str()));
+    Accounts::new(&settings.accounts, jwt, redis)
 }
 
 /// Persisted queries in Redis when configured (shared by every instance), else in

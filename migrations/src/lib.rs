@@ -9,6 +9,7 @@ mod m20261122_000002_checkout;
 mod m20261130_000003_fenced_sagas;
 mod m20261130_000004_cache_outbox;
 mod m20261130_000005_sales_aggregates;
+mod m20261201_000006_accounts;
 pub mod sales_aggregates;
 
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_fenced_sagas::Migration),
             Box::new(m20261130_000004_cache_outbox::Migration),
             Box::new(m20261130_000005_sales_aggregates::Migration),
+            Box::new(m20261201_000006_accounts::Migration),
         ]
     }
 }

@@ -115,7 +115,7 @@ enum IdempotencyRecords {
     CreatedAt,
 }
 
-fn id<T: IntoIden>(name: T) -> ColumnDef {
+pub(crate) fn id<T: IntoIden>(name: T) -> ColumnDef {
     ColumnDef::new(name)
         .big_integer()
         .not_null()
@@ -124,29 +124,29 @@ fn id<T: IntoIden>(name: T) -> ColumnDef {
         .to_owned()
 }
 
-fn tenant() -> ColumnDef {
+pub(crate) fn tenant() -> ColumnDef {
     ColumnDef::new(TenantId)
         .string_len(64)
         .not_null()
         .to_owned()
 }
 
-fn text<T: IntoIden>(name: T, len: u32) -> ColumnDef {
+pub(crate) fn text<T: IntoIden>(name: T, len: u32) -> ColumnDef {
     ColumnDef::new(name).string_len(len).not_null().to_owned()
 }
 
-fn bigint<T: IntoIden>(name: T) -> ColumnDef {
+pub(crate) fn bigint<T: IntoIden>(name: T) -> ColumnDef {
     ColumnDef::new(name).big_integer().not_null().to_owned()
 }
 
-fn at<T: IntoIden>(name: T) -> ColumnDef {
+pub(crate) fn at<T: IntoIden>(name: T) -> ColumnDef {
     ColumnDef::new(name)
         .timestamp_with_time_zone()
         .not_null()
         .to_owned()
 }
 
-fn fk<
+pub(crate) fn fk<
     F: IntoIden + 'static,
     C: IntoIden + 'static,
     T: IntoIden + 'static,
@@ -167,7 +167,7 @@ fn fk<
         .to_owned()
 }
 
-async fn index<T: IntoIden + 'static, C: IntoIden + 'static>(
+pub(crate) async fn index<T: IntoIden + 'static, C: IntoIden + 'static>(
     manager: &SchemaManager<'_>,
     name: &str,
     table: T,

@@ -2,11 +2,13 @@
 //! never see a negative quantity or a price with three decimals.
 mod ids;
 mod money;
+mod password;
 mod quantity;
 mod text;
 
 pub use ids::{EntityId, TenantId};
 pub use money::Money;
+pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Password};
 pub use quantity::{MAX_QUANTITY, Quantity, Stock};
 pub use text::{CategoryName, Email, PersonName, ProductName, Sku, Slug, description, plain_text};
 

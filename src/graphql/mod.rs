@@ -1,4 +1,5 @@
 //! The GraphQL API: schema, roots per domain, types, loaders, request context.
+mod accounts;
 mod admin;
 pub mod apq;
 pub mod batch;

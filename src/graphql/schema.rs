@@ -1,4 +1,5 @@
 //! Builds the schema: roots merged per domain, limits, extensions.
+use super::accounts::AccountsMutation;
 use super::admin::{AdminMutation, AdminQuery};
 use super::apq::ApqStore;
 use super::catalog::{CatalogMutation, CatalogQuery};
@@ -39,6 +40,7 @@ pub struct Mutation(
     CatalogMutation,
     PeopleMutation,
     OrdersMutation,
+    AccountsMutation,
     AdminMutation,
 );
 

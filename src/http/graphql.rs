@@ -4,6 +4,7 @@
 //! supported. `/graphql/ws` serves both WebSocket subprotocols.
 use super::AppState;
 use super::decode::{self, Format};
+use super::rate_limit::{self, ClientAddr};
 use super::response_cache;
 use crate::auth::Actor;
 use crate::cache::CacheTrace;
@@ -16,13 +17,18 @@ use crate::services::idempotency;
 use crate::telemetry;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Request};
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Who sent a request: the client address (`reject::guard`) and the headers.
+type Sender<'a> = (Option<IpAddr>, &'a HeaderMap);
 
 /// The `operation` label of requests refused before any operation was identified.
 const INVALID: &str = "invalid";
@@ -70,20 +76,32 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The client address `reject::guard` found, if any.
+fn client_of(client: Option<Extension<ClientAddr>>) -> Option<IpAddr> {
+    client.map(|Extension(ClientAddr(ip))| ip)
+}
+
 pub async fn get_handler(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
-    let (operation, response) = get(state, &headers, query.as_deref().unwrap_or_default()).await;
+    let query = query.as_deref().unwrap_or_default();
+    let (operation, response) = get(state, client_of(client), &headers, query).await;
     telemetry::request(operation, response.status().as_u16(), started.elapsed());
     response
 }
 
 /// A mutation by GET (by its text or a persisted hash) is refused with 405 by the query
 /// limits extension, once the document is known.
-async fn get(state: AppState, headers: &HeaderMap, query: &str) -> (&'static str, Response) {
+async fn get(
+    state: AppState,
+    client: Option<IpAddr>,
+    headers: &HeaderMap,
+    query: &str,
+) -> (&'static str, Response) {
     let Some(format) = negotiate(headers) else {
         return (INVALID, StatusCode::NOT_ACCEPTABLE.into_response());
     };
@@ -93,7 +111,7 @@ async fn get(state: AppState, headers: &HeaderMap, query: &str) -> (&'static str
     };
     execute(
         state,
-        headers,
+        (client, headers),
         Method::GET,
         BatchRequest::Single(request),
         format,
@@ -103,16 +121,18 @@ async fn get(state: AppState, headers: &HeaderMap, query: &str) -> (&'static str
 
 pub async fn post_handler(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let (operation, response) = post(state, &headers, &body).await;
+    let (operation, response) = post(state, (client_of(client), &headers), &body).await;
     telemetry::request(operation, response.status().as_u16(), started.elapsed());
     response
 }
 
-async fn post(state: AppState, headers: &HeaderMap, body: &[u8]) -> (&'static str, Response) {
+async fn post(state: AppState, from: Sender<'_>, body: &[u8]) -> (&'static str, Response) {
+    let (_, headers) = from;
     let Some(format) = negotiate(headers) else {
         return (INVALID, StatusCode::NOT_ACCEPTABLE.into_response());
     };
@@ -125,9 +145,9 @@ async fn post(state: AppState, headers: &HeaderMap, body: &[u8]) -> (&'static st
         && may_write(&batch)
     {
         let key = key.trim().to_owned();
-        return run_once(state, headers, &key, batch, format).await;
+        return run_once(state, from, &key, batch, format).await;
     }
-    execute(state, headers, Method::POST, batch, format).await
+    execute(state, from, Method::POST, batch, format).await
 }
 
 /// Whether a request may change something: any operation of it is a mutation, or is
@@ -183,17 +203,18 @@ fn is_final(status: StatusCode, body: &[u8]) -> bool {
 /// requests are not replayable: they simply run.
 async fn run_once(
     state: AppState,
-    headers: &HeaderMap,
+    from: Sender<'_>,
     key: &str,
     batch: BatchRequest,
     format: Format,
 ) -> (&'static str, Response) {
+    let (client, headers) = from;
     let actor = match request_actor(&state, headers, format) {
         Ok(actor) => actor,
         Err(response) => return (INVALID, *response),
     };
     if actor.principal.is_none() {
-        return execute(state, headers, Method::POST, batch, format).await;
+        return execute(state, from, Method::POST, batch, format).await;
     }
     let hash = idempotency::request_hash(&requests_of(&batch));
     match idempotency::begin(&state.db, &actor, key, &hash).await {
@@ -214,7 +235,8 @@ async fn run_once(
             let (db, headers) = (state.db.clone(), headers.clone());
             let after_panic = state.db.clone();
             let run = tokio::spawn(async move {
-                let (label, response) = execute(state, &headers, Method::POST, batch, format).await;
+                let from = (client, &headers);
+                let (label, response) = execute(state, from, Method::POST, batch, format).await;
                 let (parts, body) = response.into_parts();
                 let bytes = axum::body::to_bytes(body, usize::MAX).await.ok();
                 let kept = match &bytes {
@@ -301,7 +323,7 @@ fn operation_label(kind: Option<OperationType>) -> &'static str {
 
 async fn execute(
     state: AppState,
-    headers: &HeaderMap,
+    (client, headers): Sender<'_>,
     method: Method,
     batch: BatchRequest,
     format: Format,
@@ -354,6 +376,7 @@ async fn execute(
                 .data(RequestContext {
                     actor: actor.clone(),
                     loaders: Loaders::new(&state.db, actor.tenant.as_str()),
+                    client,
                 })
                 .data(trace)
                 .data(operation)
@@ -378,8 +401,12 @@ async fn execute(
         "batch"
     };
     let refused_by_get = operations.iter().any(|o| o.refused_mutation());
+    let retry_after = rate_limit::retry_after(&response);
     let (mut http, cacheable_body) =
         finish(response, &traces, debug, &counter, started, format, &method);
+    if let Some(retry) = retry_after {
+        rate_limit::refuse(&mut http, retry);
+    }
     if let (Some(body), Some(trace), false) = (cacheable_body, traces.first(), refused_by_get)
         && trace.response_tags().is_some()
     {

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
-use rate_limit::{Limiter, RateLimit};
+use rate_limit::{ClientIp, Limiter, RateLimit};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub struct StateInner {
 pub struct HttpConfig {
     /// `None` when `RATE_LIMIT_ENABLED=false`.
     pub rate_limit: Option<RateLimit>,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     pub max_body_bytes: usize,
     /// How long a WebSocket may wait before its first message.
     pub ws_init_timeout: Duration,
@@ -67,11 +69,11 @@ pub struct HttpConfig {
 impl HttpConfig {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
-            rate_limit: settings.rate_limit_enabled.then(|| RateLimit {
+            rate_limit: settings.rate_limit_enabled.then_some(RateLimit {
                 per_minute: settings.rate_limit_per_minute,
                 burst: settings.rate_limit_burst,
-                trusted_proxies: settings.trusted_proxies().into(),
             }),
+            trusted_proxies: settings.trusted_proxies().into(),
             max_body_bytes: settings.max_body_bytes,
             ws_init_timeout: Duration::from_millis(settings.ws_init_timeout_ms),
             ws_keepalive: Duration::from_millis(settings.ws_keepalive_ms),
@@ -110,7 +112,12 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.http.max_body_bytes;
-    let limiter = state.http.rate_limit.as_ref().and_then(Limiter::new);
+    let clients = ClientIp::new(state.http.trusted_proxies.clone());
+    let limiter = state
+        .http
+        .rate_limit
+        .as_ref()
+        .and_then(|limit| Limiter::new(limit, clients.clone()));
     let api = Router::new()
         .route(
             "/graphql",
@@ -120,7 +127,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::from_fn(move |request, next| {
-            reject::guard(limiter.clone(), limit, request, next)
+            reject::guard(limiter.clone(), clients.clone(), limit, request, next)
         }));
     let mut app = Router::new()
         .merge(api)

@@ -43,13 +43,16 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub struct RateLimit {
     pub per_minute: u32,
     pub burst: u32,
-    pub trusted_proxies: Arc<[IpNet]>,
 }
+
+/// The client address of a request (see the module docs), which `reject::guard` puts
+/// in its extensions for the handlers: sign-in attempts are counted per client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
 
 /// The limiter of one router: admits or refuses each request by its client's bucket.
 pub struct Limiter {
     buckets: SharedRateLimiter<IpAddr, StateInformationMiddleware>,
-    clients: ClientIp,
     /// `x-ratelimit-limit`, the same on every response.
     limit: HeaderValue,
 }
@@ -63,13 +66,10 @@ pub struct Admitted {
 impl Limiter {
     /// Builds the limiter and starts the task that keeps its key map small; the task
     /// ends when the limiter (and so the router) is dropped. None for a zero burst.
-    pub fn new(limit: &RateLimit) -> Option<Arc<Self>> {
-        let clients = ClientIp {
-            trusted: limit.trusted_proxies.clone(),
-        };
+    pub fn new(limit: &RateLimit, clients: ClientIp) -> Option<Arc<Self>> {
         let period = Duration::from_secs(60) / limit.per_minute.max(1);
         let config = GovernorConfigBuilder::default()
-            .key_extractor(clients.clone())
+            .key_extractor(clients)
             .period(period)
             .burst_size(limit.burst)
             .use_headers()
@@ -90,24 +90,12 @@ impl Limiter {
         });
         Some(Arc::new(Self {
             buckets,
-            clients,
             limit: HeaderValue::from(limit.burst),
         }))
     }
 
-    /// Takes a token from the client's bucket, or says why not.
-    pub fn admit<B>(&self, request: &Request<B>) -> Result<Admitted, Refused> {
-        let key = self.client(request).ok_or(Refused::Unidentified)?;
-        self.admit_client(&key)
-    }
-
-    /// The bucket `request` draws from; `None` without a peer address.
-    pub fn client<B>(&self, request: &Request<B>) -> Option<IpAddr> {
-        self.clients.extract(request).ok()
-    }
-
-    /// Takes a token from `client`'s bucket: each operation on a WebSocket draws from
-    /// the bucket of the request that opened it.
+    /// Takes a token from `client`'s bucket (`ClientIp::of` a request): each operation
+    /// on a WebSocket draws from the bucket of the request that opened it.
     pub fn admit_client(&self, key: &IpAddr) -> Result<Admitted, Refused> {
         match self.buckets.check_key(key) {
             Ok(state) => Ok(Admitted {
@@ -159,20 +147,44 @@ impl IntoResponse for Refused {
                 );
             }
         };
-        telemetry::rate_limited();
         let retry = retry_secs(wait);
         let mut response = graphql_error(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
             &too_many(retry),
         );
+        refuse(&mut response, retry);
         let headers = response.headers_mut();
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
-        headers.insert(AFTER, HeaderValue::from(retry));
         headers.insert(LIMIT, limit);
         headers.insert(REMAINING, HeaderValue::from_static("0"));
         response
     }
+}
+
+/// Makes `response` a 429 that says when to come back: the general limit's refusals
+/// and a GraphQL answer refused by a limit of its own (sign-in attempts) alike.
+pub fn refuse(response: &mut Response, retry_secs: u64) {
+    telemetry::rate_limited();
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_secs));
+    headers.insert(AFTER, HeaderValue::from(retry_secs));
+}
+
+/// The wait a single GraphQL answer asks for when one of its errors is `RATE_LIMITED`
+/// (a resolver's own limit, such as sign-in attempts): it is then answered 429.
+pub fn retry_after(response: &async_graphql::BatchResponse) -> Option<u64> {
+    let async_graphql::BatchResponse::Single(single) = response else {
+        return None;
+    };
+    single.errors.iter().find_map(|error| {
+        let extensions = error.extensions.as_ref()?;
+        let limited = matches!(extensions.get("code"), Some(async_graphql::Value::String(code)) if code == "RATE_LIMITED");
+        match extensions.get(crate::error::RETRY_AFTER) {
+            Some(async_graphql::Value::Number(secs)) if limited => secs.as_u64(),
+            _ => None,
+        }
+    })
 }
 
 /// Whole seconds, rounded up: a client that waits `Retry-After` finds a token.
@@ -189,6 +201,19 @@ pub fn too_many(retry_secs: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct ClientIp {
     trusted: Arc<[IpNet]>,
+}
+
+impl ClientIp {
+    pub fn new(trusted_proxies: Arc<[IpNet]>) -> Self {
+        Self {
+            trusted: trusted_proxies,
+        }
+    }
+
+    /// The client of `request`; `None` without a peer address.
+    pub fn of<B>(&self, request: &Request<B>) -> Option<IpAddr> {
+        self.extract(request).ok()
+    }
 }
 
 impl KeyExtractor for ClientIp {

@@ -1,6 +1,6 @@
 //! Refusals made outside the GraphQL handler (rate limit, body size) still answer with a
 //! GraphQL-shaped body, so a client reads them like any other error.
-use super::rate_limit::Limiter;
+use super::rate_limit::{ClientAddr, ClientIp, Limiter, Refused};
 use super::socket;
 use crate::telemetry;
 use axum::extract::Request;
@@ -41,22 +41,32 @@ async fn oversize_body(limit: usize, request: Request, next: Next) -> Response {
 /// refused request costs no body read, then the body-size refusal in GraphQL shape.
 /// One middleware rather than a layer each, because every layer costs a boxed service
 /// clone per request.
+/// The client's address goes into the request's extensions (`ClientAddr`) either way.
 pub async fn guard(
     limiter: Option<Arc<Limiter>>,
+    clients: ClientIp,
     max_body_bytes: usize,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let client = clients.of(&request);
+    if let Some(client) = client {
+        request.extensions_mut().insert(ClientAddr(client));
+    }
     let Some(limiter) = limiter else {
         return oversize_body(max_body_bytes, request, next).await;
     };
-    let admitted = match limiter.admit(&request) {
+    let admitted = match client.ok_or(Refused::Unidentified) {
+        Ok(client) => limiter.admit_client(&client),
+        Err(refused) => Err(refused),
+    };
+    let admitted = match admitted {
         Ok(admitted) => admitted,
         Err(refused) => return refused.into_response(),
     };
     // A WebSocket's operations draw from the bucket of the request that opened it.
     if request.uri().path() == socket::PATH
-        && let Some(client) = limiter.client(&request)
+        && let Some(client) = client
     {
         let limiter = limiter.clone();
         request

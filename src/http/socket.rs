@@ -11,7 +11,7 @@
 //! owns the socket's sending half, so pings and closes interleave with its messages.
 use super::AppState;
 use super::graphql::actor_from;
-use super::rate_limit::Limiter;
+use super::rate_limit::{ClientAddr, Limiter};
 use crate::graphql::socket_budget::Admit;
 use crate::graphql::{RequestContext, SocketBudget, loaders::Loaders};
 use async_graphql::Data;
@@ -44,24 +44,26 @@ pub struct SocketClient {
 pub async fn ws_handler(
     State(state): State<AppState>,
     client: Option<Extension<SocketClient>>,
+    address: Option<Extension<ClientAddr>>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     // A message may be no larger than an HTTP body: the same document limits apply.
     let limit = state.http.max_body_bytes;
     let client = client.map(|Extension(client)| client);
+    let address = address.map(|Extension(ClientAddr(ip))| ip);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve_socket(state, socket, protocol, client))
+        .on_upgrade(move |socket| serve_socket(state, socket, protocol, (client, address)))
 }
 
 async fn serve_socket(
     state: AppState,
     socket: WebSocket,
     protocol: GraphQLProtocol,
-    client: Option<SocketClient>,
+    client: (Option<SocketClient>, Option<IpAddr>),
 ) {
     let (mut sink, mut stream) = socket.split();
     let first = match tokio::time::timeout(state.http.ws_init_timeout, stream.next()).await {
@@ -199,7 +201,7 @@ async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'
 fn connection_data(
     state: &AppState,
     params: &serde_json::Value,
-    client: Option<SocketClient>,
+    (client, address): (Option<SocketClient>, Option<IpAddr>),
 ) -> async_graphql::Result<(Data, Option<i64>)> {
     let find = |name: &str| {
         params.as_object().and_then(|o| {
@@ -224,6 +226,7 @@ fn connection_data(
     data.insert(RequestContext {
         loaders: Loaders::new(&state.db, actor.tenant.as_str()),
         actor,
+        client: address,
     });
     Ok((data, expires_at))
 }

@@ -6,8 +6,8 @@ use crate::domain::{Email, EntityId, PersonName, TenantId};
 use crate::error::{AppError, AppResult, DbResultExt, Violation};
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
@@ -85,32 +85,50 @@ pub async fn create_customer(
     name: PersonName,
     email: Email,
 ) -> AppResult<Changed<customers::Model>> {
-    let email = email.into_inner();
     let txn = db.begin().await?;
-    let model = customers::ActiveModel {
+    let model = insert_customer(&txn, actor, name, email, |email| {
+        AppError::Conflict(format!("a customer with e-mail '{email}' already exists"))
+    })
+    .await?;
+    let tags = created_tags(&model);
+    Changed::commit(txn, &actor.tenant, model, tags).await
+}
+
+/// Inserts a customer of the actor's tenant; an e-mail already taken there becomes
+/// the error `taken` makes of it.
+pub(crate) async fn insert_customer(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    name: PersonName,
+    email: Email,
+    taken: impl FnOnce(&str) -> AppError,
+) -> AppResult<customers::Model> {
+    let email = email.into_inner();
+    customers::ActiveModel {
         tenant_id: Set(actor.tenant.as_str().to_owned()),
         name: Set(name.into_inner()),
         email: Set(email.clone()),
         created_at: Set(Utc::now()),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .on_violation(|violation| {
         Some(match violation {
-            Violation::Unique => {
-                AppError::Conflict(format!("a customer with e-mail '{email}' already exists"))
-            }
+            Violation::Unique => taken(&email),
             Violation::ForeignKey => {
                 AppError::NotFound(format!("tenant '{}' does not exist", actor.tenant))
             }
         })
-    })?;
-    let tags = vec![
+    })
+}
+
+/// What a new customer makes stale.
+pub(crate) fn created_tags(customer: &customers::Model) -> Vec<String> {
+    vec![
         tags::CUSTOMERS.to_owned(),
-        tags::customer(EntityId::from_db(model.id)),
-    ];
-    Changed::commit(txn, &actor.tenant, model, tags).await
+        tags::customer(EntityId::from_db(customer.id)),
+    ]
 }
 
 /// Registers a tenant; used by `seed` and by tests (tenants come from the identity

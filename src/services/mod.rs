@@ -5,6 +5,7 @@
 //!
 //! Rules kept here: every query filters by the actor's tenant; a customer reads and
 //! edits only their own cart; stock never goes negative; bad input changes nothing.
+pub mod accounts;
 pub mod cart;
 pub mod catalog;
 pub mod customers;

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use shopgraph::auth::{JwtKeys, Role};
-use shopgraph::config::{AppEnv, LogFormat, Settings};
+use shopgraph::config::{AccountSettings, AppEnv, LogFormat, Settings};
 use shopgraph::domain::TenantId;
 use shopgraph::startup::App;
 use std::net::SocketAddr;
@@ -128,6 +128,13 @@ pub async fn test_settings() -> Settings {
         saga_max_attempts: 5,
         db_statement_timeout_ms: 5_000,
         fail_rates: None,
+        accounts: AccountSettings {
+            access_token_ttl: 900,
+            refresh_token_ttl: 30 * 24 * 3600,
+            signin_max_failures: 5,
+            signin_failure_window: 900,
+            signin_ip_per_minute: 30,
+        },
     }
 }
 

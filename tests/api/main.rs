@@ -2,6 +2,7 @@
 //! and on PostgreSQL + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set.
 mod abuse;
 mod abuse_websocket;
+mod accounts;
 mod auth;
 mod books;
 mod cache;

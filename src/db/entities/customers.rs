@@ -14,4 +14,11 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
+/// A customer's password lives in a table of its own, read only by sign-in.
+impl Related<super::customer_passwords::Entity> for Entity {
+    fn to() -> RelationDef {
+        super::customer_passwords::Relation::Customer.def().rev()
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}
