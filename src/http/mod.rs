@@ -2,6 +2,7 @@
 //! layers in front of them (CORS, rate limit, body limit).
 /// Request decoding (Accept, POST bodies, GET parameters) as pure functions, for fuzzing.
 pub mod decode;
+mod drain;
 mod graphql;
 mod health;
 mod metrics;
@@ -21,6 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
+pub use drain::Drain;
 use rate_limit::{ClientIp, Limiter, RateLimit};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub struct StateInner {
     /// Documents whose responses are cached whole (see `response_cache`).
     pub known_documents: response_cache::KnownDocuments,
     pub http: HttpConfig,
+    /// Set when the server is stopping (`drain`).
+    pub drain: Drain,
 }
 
 /// What the HTTP layers and the GraphQL handler enforce.
@@ -135,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(playground::routes())
         .layer(panics::layer())
+        .layer(axum::middleware::from_fn_with_state(
+            state.drain.clone(),
+            drain::close_connections,
+        ))
         .layer(TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -27,7 +27,12 @@ pub struct Socket(Stream);
 impl Socket {
     /// A graphql-transport-ws socket to `app`, nothing sent yet.
     pub async fn open(app: &TestApp) -> Self {
-        let mut request = format!("ws://{}/graphql/ws", app.addr)
+        Self::open_at(&app.addr.to_string()).await
+    }
+
+    /// A graphql-transport-ws socket to the server at `host:port`, nothing sent yet.
+    pub async fn open_at(address: &str) -> Self {
+        let mut request = format!("ws://{address}/graphql/ws")
             .into_client_request()
             .unwrap_or_else(|e| panic!("{e}"));
         request.headers_mut().insert(
@@ -44,7 +49,12 @@ impl Socket {
 
     /// Opens a socket and initialises it (with `token`, when given) up to the ack.
     pub async fn ready(app: &TestApp, token: Option<&str>) -> Self {
-        let mut socket = Self::open(app).await;
+        Self::ready_at(&app.addr.to_string(), token).await
+    }
+
+    /// `ready` for the server at `host:port`.
+    pub async fn ready_at(address: &str, token: Option<&str>) -> Self {
+        let mut socket = Self::open_at(address).await;
         let payload = token.map_or(
             json!({}),
             |t| json!({"authorization": format!("Bearer {t}")}),
