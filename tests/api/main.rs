@@ -10,6 +10,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod checkout_faults;
+mod guest;
 mod helpers;
 mod http;
 mod n_plus_one;
