@@ -152,6 +152,9 @@ impl JwtKeys {
 pub struct Actor {
     pub tenant: TenantId,
     pub principal: Option<Principal>,
+    /// The `X-Cart-Token` an anonymous shopper sent, as sent: the cart services parse
+    /// and look it up (`services::cart::guest`) only when a cart is asked for.
+    pub cart_token: Option<String>,
 }
 
 impl Actor {
@@ -159,6 +162,7 @@ impl Actor {
         Self {
             tenant,
             principal: None,
+            cart_token: None,
         }
     }
 
@@ -166,7 +170,17 @@ impl Actor {
         Self {
             tenant: principal.tenant.clone(),
             principal: Some(principal),
+            cart_token: None,
         }
+    }
+
+    /// The same caller, carrying a guest cart token (`X-Cart-Token`).
+    pub fn with_cart_token(mut self, token: Option<&str>) -> Self {
+        self.cart_token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        self
     }
 
     pub fn require_principal(&self) -> AppResult<&Principal> {
@@ -214,11 +228,19 @@ impl Actor {
         }
     }
 
-    /// A stable name for private cache entries: role and subject.
+    /// A stable name for private cache entries: role and subject; for a guest, a
+    /// digest of their cart token, so that no two guests share an entry.
     pub fn cache_identity(&self) -> String {
-        match &self.principal {
-            Some(p) => format!("{:?}:{}", p.role, p.subject).to_ascii_lowercase(),
-            None => "anon".into(),
+        use sha2::{Digest, Sha256};
+        match (&self.principal, &self.cart_token) {
+            (Some(p), _) => format!("{:?}:{}", p.role, p.subject).to_ascii_lowercase(),
+            (None, Some(token)) => {
+                format!(
+                    "guest:{}",
+                    hex::encode(&Sha256::digest(token.as_bytes())[..16])
+                )
+            }
+            (None, None) => "anon".into(),
         }
     }
 }

@@ -122,6 +122,11 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<(AppState, Worke
     let checkout = build_engine(settings, &db, &cache)?;
     let workers = checkout.spawn_workers(settings.worker_concurrency);
     spawn_idempotency_purge(db.clone());
+    spawn_guest_cart_purge(
+        db.clone(),
+        cache.clone(),
+        settings.accounts.guest_cart_ttl(),
+    );
     let services = Services {
         db: db.clone(),
         cache: cache.clone(),
@@ -213,6 +218,30 @@ pub fn build_engine(
         intake: (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
             .then(|| Intake::start(db.clone())),
     }))
+}
+
+/// Retires expired guest carts every minute, or every `GUEST_CART_TTL` when that is
+/// shorter (each API instance does; a cart is retired once, in its own transaction),
+/// and invalidates their cached entries.
+fn spawn_guest_cart_purge(db: sea_orm::DatabaseConnection, cache: Cache, ttl: Duration) {
+    let period = ttl.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(period);
+        loop {
+            every.tick().await;
+            match crate::services::cart::purge_expired(&db).await {
+                Ok(purged) => {
+                    for cart in &purged {
+                        cache.invalidate(&cart.tenant, &cart.tags).await;
+                    }
+                    if !purged.is_empty() {
+                        tracing::info!(purged = purged.len(), "expired guest carts purged");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "purging guest carts failed"),
+            }
+        }
+    });
 }
 
 /// Deletes expired `Idempotency-Key` records every ten minutes (each API instance

@@ -10,6 +10,7 @@ mod m20261130_000003_fenced_sagas;
 mod m20261130_000004_cache_outbox;
 mod m20261130_000005_sales_aggregates;
 mod m20261201_000006_accounts;
+mod m20261202_000007_guest_carts;
 pub mod sales_aggregates;
 
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_cache_outbox::Migration),
             Box::new(m20261130_000005_sales_aggregates::Migration),
             Box::new(m20261201_000006_accounts::Migration),
+            Box::new(m20261202_000007_guest_carts::Migration),
         ]
     }
 }

@@ -1,11 +1,11 @@
 // Browser test of /playground (GraphiQL) and /playground/shop (urql storefront)
 // against a running server. Uses the system Chromium; never downloads a browser.
 //
-//   BASE_URL=http://127.0.0.1:8000 \
-//   TOKEN="$(cargo run --release -- token --tenant default --sub 1 --role CUSTOMER)" \
-//   ARTIFACTS=/tmp/artifacts node playground/tests/browser.mjs
+//   BASE_URL=http://127.0.0.1:8000 ARTIFACTS=/tmp/artifacts node playground/tests/browser.mjs
 //
-// Env: BASE_URL (default http://127.0.0.1:8000), TOKEN (CUSTOMER JWT, required),
+// The shop signs up a new customer itself (no JWT needed): sign-up -> add to cart ->
+// sign out -> guest cart -> sign in (merged) -> checkout -> COMPLETED.
+// Env: BASE_URL (default http://127.0.0.1:8000), TOKEN (ignored; kept for old callers),
 // ARTIFACTS (screenshot dir, default ./artifacts), CHROMIUM (default
 // /usr/bin/chromium), SAGA_TIMEOUT_MS (default 30000).
 // Exit 0 and "N passed, 0 failed" on success; non-zero with the reasons otherwise.
@@ -14,7 +14,6 @@ import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const BASE_URL = (process.env.BASE_URL || 'http://127.0.0.1:8000').replace(/\/+$/, '');
-const TOKEN = process.env.TOKEN || '';
 const ARTIFACTS = resolve(process.env.ARTIFACTS || 'artifacts');
 const SAGA_TIMEOUT_MS = Number(process.env.SAGA_TIMEOUT_MS || 30000);
 const STEP_TIMEOUT_MS = 15000;
@@ -85,33 +84,81 @@ async function text(page, testid) {
   return el ? (await el.textContent()).trim() : null;
 }
 
+async function cartCount(page) {
+  return Number(await text(page, 'cart-count')) || 0;
+}
+
+async function waitCartCount(page, expected, description, failWith) {
+  await page
+    .waitForFunction(
+      (n) => Number((document.querySelector('[data-testid="cart-count"]') || {}).textContent) === n,
+      expected,
+      { timeout: STEP_TIMEOUT_MS },
+    )
+    .catch(async () => failWith(`cart-count ${await cartCount(page)}, expected ${expected} ${description}`));
+}
+
+async function addFirstProduct(page, failWith) {
+  const add = page.locator('[data-testid="product-card"] [data-testid="add-to-cart"]:not([disabled])').first();
+  await add.click({ timeout: STEP_TIMEOUT_MS }).catch(() => failWith('no enabled add-to-cart button'));
+}
+
+async function waitSignedIn(page, signedIn, failWith) {
+  await page
+    .waitForSelector(`[data-testid="account"][data-signed-in="${signedIn}"]`, { timeout: STEP_TIMEOUT_MS })
+    .catch(() => failWith(signedIn ? 'the page did not sign in' : 'the page did not sign out'));
+}
+
+// sign-up -> add to cart -> sign out -> guest cart -> sign in (merged) -> checkout -> COMPLETED
 async function testShop(context) {
-  if (!TOKEN) throw new Error('TOKEN is not set (a CUSTOMER JWT is needed for the cart and checkout)');
   const page = await context.newPage();
   watch(page);
+  const shot = (name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true }).catch(() => {});
   const failWith = async (message) => {
-    const shown = await text(page, 'error');
-    throw new Error(shown ? `${message}; page shows error: ${shown}` : message);
+    const shown = [await text(page, 'error'), await text(page, 'auth-error')].filter(Boolean).join('; ');
+    throw new Error(shown ? `${message}; page shows: ${shown}` : message);
   };
+  const email = `shopper-${Date.now()}@example.com`;
+  const password = 'correct horse battery';
   try {
-    await page.goto(`${BASE_URL}/playground/shop?token=${encodeURIComponent(TOKEN)}`, { waitUntil: 'domcontentloaded' });
+    await page.goto(`${BASE_URL}/playground/shop`, { waitUntil: 'domcontentloaded' });
     await page
       .waitForSelector('[data-testid="product-card"]', { timeout: STEP_TIMEOUT_MS })
       .catch(() => failWith('no product card appeared'));
+
+    // Sign up: no pasted JWT.
+    await page.fill('[data-testid="auth-email"]', email);
+    await page.fill('[data-testid="auth-password"]', password);
+    await page.fill('[data-testid="auth-name"]', 'Browser Shopper');
+    await page.click('[data-testid="sign-up-button"]:not([disabled])', { timeout: STEP_TIMEOUT_MS });
+    await waitSignedIn(page, true, failWith);
     await page
       .waitForSelector('[data-testid="cart"][data-ready="true"]', { timeout: STEP_TIMEOUT_MS })
       .catch(() => failWith('the cart did not load'));
-    const before = Number(await text(page, 'cart-count')) || 0;
+    await addFirstProduct(page, failWith);
+    await waitCartCount(page, 1, 'after the first add', failWith);
+    await shot('shop-1-signed-up');
 
-    const add = page.locator('[data-testid="product-card"] [data-testid="add-to-cart"]:not([disabled])').first();
-    await add.click({ timeout: STEP_TIMEOUT_MS }).catch(() => failWith('no enabled add-to-cart button'));
-    await page
-      .waitForFunction(
-        (n) => Number((document.querySelector('[data-testid="cart-count"]') || {}).textContent) >= Math.max(1, n + 1),
-        before,
-        { timeout: STEP_TIMEOUT_MS },
-      )
-      .catch(() => failWith(`cart-count did not grow past ${before}`));
+    // Sign out: the customer's cart is not shown any more.
+    await page.click('[data-testid="sign-out-button"]', { timeout: STEP_TIMEOUT_MS });
+    await waitSignedIn(page, false, failWith);
+    await waitCartCount(page, 0, 'once signed out', failWith);
+
+    // Shop as a guest: the first add creates a guest cart (its token kept by the page).
+    await page.waitForSelector('[data-testid="product-card"]', { timeout: STEP_TIMEOUT_MS });
+    await addFirstProduct(page, failWith);
+    await waitCartCount(page, 1, 'in the guest cart', failWith);
+    const hint = (await text(page, 'guest-hint')) || '';
+    if (!/guest/i.test(hint)) await failWith(`the page does not say it shops as a guest (${hint})`);
+    await shot('shop-2-guest-cart');
+
+    // Sign in: the guest cart is merged into the customer's (1 + 1).
+    await page.fill('[data-testid="auth-email"]', email);
+    await page.fill('[data-testid="auth-password"]', password);
+    await page.click('[data-testid="sign-in-button"]:not([disabled])', { timeout: STEP_TIMEOUT_MS });
+    await waitSignedIn(page, true, failWith);
+    await waitCartCount(page, 2, 'after the merge', failWith);
+    await shot('shop-3-merged');
 
     await page.click('[data-testid="checkout-button"]:not([disabled])', { timeout: STEP_TIMEOUT_MS });
     await page
@@ -134,13 +181,9 @@ async function testShop(context) {
       if (s !== 'SUCCEEDED') await failWith(`step ${step} is ${s}, expected SUCCEEDED`);
     }
     // The saga clears the cart; the page refetches it.
-    await page
-      .waitForFunction(() => (document.querySelector('[data-testid="cart-count"]') || {}).textContent === '0', null, {
-        timeout: STEP_TIMEOUT_MS,
-      })
-      .catch(() => failWith('the cart was not empty after the completed checkout'));
+    await waitCartCount(page, 0, 'after the completed checkout', failWith);
   } finally {
-    await page.screenshot({ path: join(ARTIFACTS, 'shop.png'), fullPage: true }).catch(() => {});
+    await shot('shop');
     await page.close();
   }
 }
@@ -176,7 +219,7 @@ async function main() {
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     await check('playground: GraphiQL runs a products query', () => testPlayground(context));
-    await check('shop: add to cart, checkout, saga COMPLETED', () => testShop(context));
+    await check('shop: sign-up, cart, sign-out, guest cart, sign-in merges, checkout COMPLETED', () => testShop(context));
     await check(`every request went to ${BASE_HOST}`, () => testSameHost());
     await context.close();
   } finally {

@@ -5,7 +5,7 @@ use super::model::{Line, Payload, PaymentMethod, SagaKind, SagaStatus, StepStatu
 use super::worker::Engine;
 use crate::auth::Actor;
 use crate::db::entities::{cart_items, customers, orders, products, saga_steps, sagas};
-use crate::domain::{EntityId, MAX_QUANTITY, Quantity};
+use crate::domain::{Email, EntityId, MAX_QUANTITY, Quantity};
 use crate::error::{AppError, AppResult};
 use chrono::Utc;
 use sea_orm::{
@@ -21,6 +21,9 @@ pub struct Request {
     pub payment_method: PaymentMethod,
     pub payment_token: Option<String>,
     pub idempotency_key: Option<String>,
+    /// A guest's e-mail: required for a guest checkout (by cart token), refused
+    /// otherwise.
+    pub guest_email: Option<Email>,
 }
 
 fn check_text(field: &'static str, value: Option<&str>) -> AppResult<()> {
@@ -38,7 +41,21 @@ fn check_text(field: &'static str, value: Option<&str>) -> AppResult<()> {
 /// Checks out the customer's cart.
 #[tracing::instrument(skip(engine, actor, request), fields(tenant = %actor.tenant))]
 pub async fn checkout(engine: &Engine, actor: &Actor, request: Request) -> AppResult<sagas::Model> {
-    let customer = actor.customer_scope(request.customer)?;
+    let customer = crate::services::cart::owner(&engine.db, actor, request.customer).await?;
+    let guest_email = match (&actor.principal, &request.guest_email) {
+        (None, Some(email)) => Some(email.clone()),
+        (None, None) => {
+            return Err(AppError::BadInput(
+                "email: a guest checkout needs the shopper's e-mail".into(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(AppError::BadInput(
+                "email: only a guest checkout takes an e-mail (a customer's is on file)".into(),
+            ));
+        }
+        (Some(_), None) => None,
+    };
     let once = Once::new(
         "checkout",
         request.idempotency_key.as_deref(),
@@ -67,7 +84,31 @@ pub async fn checkout(engine: &Engine, actor: &Actor, request: Request) -> AppRe
         clear_cart: true,
         cancels: None,
     };
+    if let Some(email) = guest_email {
+        record_guest_email(&engine.db, actor, customer, email).await?;
+    }
     accept(engine, actor, customer, request, saga, once).await
+}
+
+/// The e-mail a guest checks out with goes on its guest row: the order is the
+/// guest's, and a sign-up with that e-mail later takes it over.
+async fn record_guest_email(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    guest: EntityId,
+    email: Email,
+) -> AppResult<()> {
+    customers::Entity::update_many()
+        .col_expr(
+            customers::Column::Email,
+            sea_orm::sea_query::Expr::value(email.into_inner()),
+        )
+        .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(customers::Column::Id.eq(guest.get()))
+        .filter(customers::Column::Guest.eq(true))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Places an order for explicit items (the cart is left alone).
@@ -163,6 +204,7 @@ pub async fn cancel_order(
         payment_method: PaymentMethod::parse(&found.payment_method).unwrap_or(PaymentMethod::Card),
         payment_token: None,
         idempotency_key,
+        guest_email: None,
     };
     let saga = NewSagaOf {
         kind: SagaKind::CancelOrder,

@@ -1,4 +1,5 @@
-//! Settings of customer accounts: token lifetimes and the sign-in attempt limits.
+//! Settings of customer accounts: token lifetimes, the sign-in attempt limits and guest
+//! carts.
 use anyhow::bail;
 use clap::Args;
 use std::time::Duration;
@@ -59,6 +60,27 @@ pub struct AccountSettings {
         global = true
     )]
     pub signin_ip_per_minute: u32,
+
+    /// Seconds a guest cart lives after it was last added to; then it is purged.
+    #[arg(
+        long,
+        env = "GUEST_CART_TTL",
+        value_name = "GUEST_CART_TTL",
+        default_value_t = 7 * 24 * 3600,
+        global = true
+    )]
+    pub guest_cart_ttl: u64,
+
+    /// Guest carts (anonymous first `addToCart`s) one client IP may create per hour,
+    /// per tenant.
+    #[arg(
+        long,
+        env = "GUEST_CARTS_PER_IP_HOUR",
+        value_name = "GUEST_CARTS_PER_IP_HOUR",
+        default_value_t = 60,
+        global = true
+    )]
+    pub guest_carts_per_ip_hour: u32,
 }
 
 impl AccountSettings {
@@ -78,11 +100,21 @@ impl AccountSettings {
         if self.signin_ip_per_minute == 0 {
             bail!("SIGNIN_IP_PER_MINUTE must be at least 1");
         }
+        if !(1..=MAX_REFRESH_TTL_SECS).contains(&self.guest_cart_ttl) {
+            bail!("GUEST_CART_TTL must be between 1 and {MAX_REFRESH_TTL_SECS} seconds");
+        }
+        if self.guest_carts_per_ip_hour == 0 {
+            bail!("GUEST_CARTS_PER_IP_HOUR must be at least 1");
+        }
         Ok(())
     }
 
     pub fn access_token_ttl(&self) -> Duration {
         Duration::from_secs(self.access_token_ttl)
+    }
+
+    pub fn guest_cart_ttl(&self) -> Duration {
+        Duration::from_secs(self.guest_cart_ttl)
     }
 
     pub fn refresh_token_ttl(&self) -> Duration {

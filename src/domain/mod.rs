@@ -1,11 +1,13 @@
 //! Value types that parse, not validate: once a value exists it is valid, so services
 //! never see a negative quantity or a price with three decimals.
+mod cart_token;
 mod ids;
 mod money;
 mod password;
 mod quantity;
 mod text;
 
+pub use cart_token::CartToken;
 pub use ids::{EntityId, TenantId};
 pub use money::Money;
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Password};

@@ -45,7 +45,9 @@ pub struct AccountsMutation;
 #[Object]
 impl AccountsMutation {
     /// A new customer with a password, signed in. An e-mail a customer of the shop
-    /// already has is refused (`CONFLICT`), with or without a password.
+    /// already has is refused (`CONFLICT`), with or without a password. With
+    /// `X-Cart-Token`, the guest cart becomes the new customer's; orders placed as a
+    /// guest with this e-mail become theirs too.
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
@@ -68,6 +70,9 @@ impl AccountsMutation {
         finish(ctx, changed).await.map(Session)
     }
 
+    /// With `X-Cart-Token`, the guest cart is merged into the customer's (quantities
+    /// added, each capped by stock) and the token stops working; an unknown or expired
+    /// token is refused (`UNAUTHENTICATED`) before the password is checked.
     /// `UNAUTHENTICATED` "email or password is wrong" for any failure; `RATE_LIMITED`
     /// (HTTP 429, `Retry-After`) after too many attempts for the account or from the
     /// client.
@@ -85,12 +90,12 @@ impl AccountsMutation {
         };
         let (email, password) = parse().gql()?;
         let request = ctx.request()?;
-        let session = ctx
+        let changed = ctx
             .accounts()?
             .sign_in(ctx.db()?, &request.actor, request.client, email, password)
             .await
             .gql()?;
-        Ok(Session(session))
+        finish(ctx, changed).await.map(Session)
     }
 
     /// Trades a refresh token (once) for a new session. A token used before is

@@ -9,7 +9,7 @@ use crate::checkout::accept::{self, Request};
 use crate::checkout::events;
 use crate::checkout::model::{OrderStatus, PaymentMethod, SagaStatus};
 use crate::checkout::queue::{self, QueueStats};
-use crate::domain::{EntityId, Quantity};
+use crate::domain::{Email, EntityId, Quantity};
 use crate::error::{AppError, AppResult, GqlResultExt};
 use crate::services::{PageRequest, orders};
 use async_graphql::{Context, ID, InputObject, Object, Subscription};
@@ -22,6 +22,10 @@ pub struct CheckoutInput {
     payment_token: Option<String>,
     /// A repeated key returns the first saga instead of charging twice.
     idempotency_key: Option<String>,
+    /// A guest's e-mail: required when checking out a guest cart (sent with
+    /// `X-Cart-Token`), refused for signed-in customers. Signing up later with it
+    /// makes the guest's orders the new customer's.
+    email: Option<String>,
 }
 
 #[derive(Debug, InputObject)]
@@ -135,11 +139,19 @@ impl OrdersMutation {
         ctx: &Context<'_>,
         input: CheckoutInput,
     ) -> async_graphql::Result<Saga> {
+        let guest_email = input
+            .email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .map_err(AppError::from)
+            .gql()?;
         let request = Request {
             customer: parse_opt_id("customerId", input.customer_id.as_ref())?,
             payment_method: input.payment_method,
             payment_token: input.payment_token,
             idempotency_key: input.idempotency_key,
+            guest_email,
         };
         let engine = &services(ctx)?.checkout;
         Ok(Saga::new(
@@ -172,6 +184,7 @@ impl OrdersMutation {
             payment_method: input.payment_method,
             payment_token: input.payment_token,
             idempotency_key: input.idempotency_key,
+            guest_email: None,
         };
         let engine = &services(ctx)?.checkout;
         Ok(Saga::new(

@@ -89,6 +89,9 @@ impl PeopleMutation {
         finish(ctx, changed).await.map(Customer::new)
     }
 
+    /// Adds to the caller's cart. Anonymous, without `X-Cart-Token`: creates a guest
+    /// cart and answers its `cartToken` (at most `GUEST_CARTS_PER_IP_HOUR` new guest
+    /// carts per client IP, then `RATE_LIMITED`).
     async fn add_to_cart(
         &self,
         ctx: &Context<'_>,
@@ -101,7 +104,13 @@ impl PeopleMutation {
         let quantity = crate::domain::Quantity::parse("quantity", quantity)
             .map_err(Into::into)
             .gql()?;
-        let changed = cart::add_to_cart(ctx.db()?, ctx.actor()?, customer, product, quantity)
+        let request = ctx.request()?;
+        let caller = (
+            &request.actor,
+            ctx.accounts()?.guest_carts(),
+            request.client,
+        );
+        let changed = cart::add_to_cart(ctx.db()?, caller, customer, product, quantity)
             .await
             .gql()?;
         finish(ctx, changed).await.map(Cart::new)

@@ -295,6 +295,7 @@ fn request_actor(
         header_str(headers, header::AUTHORIZATION.as_str()),
         header_str(headers, "x-tenant"),
     )
+    .map(|actor| actor.with_cart_token(header_str(headers, "x-cart-token")))
     .map_err(|err| {
         let status = match err {
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -585,7 +586,7 @@ fn set_cache_headers(http: &mut Response, cache_control: &str, format: Format, m
     }
     h.insert(
         header::VARY,
-        HeaderValue::from_static("authorization, x-tenant, accept"),
+        HeaderValue::from_static("authorization, x-tenant, x-cart-token, accept"),
     );
 }
 

@@ -174,6 +174,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-tenant"),
+                HeaderName::from_static("x-cart-token"),
                 HeaderName::from_static("x-debug"),
                 HeaderName::from_static("idempotency-key"),
             ])

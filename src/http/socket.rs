@@ -231,8 +231,9 @@ fn connection_data(
                 .and_then(|(_, v)| v.as_str())
         })
     };
-    let actor =
-        actor_from(state, find("authorization"), find("x-tenant")).map_err(|e| e.to_graphql())?;
+    let actor = actor_from(state, find("authorization"), find("x-tenant"))
+        .map_err(|e| e.to_graphql())?
+        .with_cart_token(find("x-cart-token"));
     let expires_at = actor.principal.as_ref().map(|p| p.expires_at);
     let admit = client.map(|SocketClient { limiter, client }| -> Admit {
         Box::new(move || {

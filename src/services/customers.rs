@@ -35,8 +35,10 @@ pub async fn customers(
     page: &PageRequest,
 ) -> AppResult<Page<customers::Model>> {
     actor.require_staff()?;
+    // Guest rows are shoppers' carts and guest orders, not sign-ups.
     let mut query = customers::Entity::find()
         .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(customers::Column::Guest.eq(false))
         .order_by_asc(customers::Column::Id);
     if let Some(after) = &page.after {
         query = query.filter(customers::Column::Id.gt(after.id));
@@ -49,6 +51,7 @@ pub async fn count_customers(db: &DatabaseConnection, actor: &Actor) -> AppResul
     actor.require_staff()?;
     Ok(customers::Entity::find()
         .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
+        .filter(customers::Column::Guest.eq(false))
         .count(db)
         .await?)
 }
@@ -109,6 +112,7 @@ pub(crate) async fn insert_customer(
         name: Set(name.into_inner()),
         email: Set(email.clone()),
         created_at: Set(Utc::now()),
+        guest: Set(false),
         ..Default::default()
     }
     .insert(txn)

@@ -12,10 +12,24 @@ use sea_orm::{
 
 /// Whether the caller may see what `customer` owns. What it may not see reads as
 /// missing (null), so ids reveal nothing about other customers' orders and sagas.
-fn may_see(actor: &Actor, customer: i64) -> bool {
-    actor.principal.as_ref().is_some_and(|principal| {
-        principal.is_staff() || principal.customer_id() == Some(EntityId::from_db(customer))
-    })
+/// A guest (its cart token's guest row) sees what its guest checkouts made.
+fn may_see(actor: &Actor, guest: Option<EntityId>, customer: i64) -> bool {
+    let customer = EntityId::from_db(customer);
+    guest == Some(customer)
+        || actor.principal.as_ref().is_some_and(|principal| {
+            principal.is_staff() || principal.customer_id() == Some(customer)
+        })
+}
+
+/// The guest an anonymous reader is (by cart token); anyone else must be signed in.
+async fn reader(db: &DatabaseConnection, actor: &Actor) -> AppResult<Option<EntityId>> {
+    if actor.principal.is_some() {
+        return Ok(None);
+    }
+    match super::cart::guest_from_token(db, actor).await? {
+        Some(guest) => Ok(Some(guest)),
+        None => actor.require_principal().map(|_| None),
+    }
 }
 
 pub async fn order(
@@ -23,12 +37,12 @@ pub async fn order(
     actor: &Actor,
     id: EntityId,
 ) -> AppResult<Option<orders::Model>> {
-    actor.require_principal()?;
+    let guest = reader(db, actor).await?;
     let found = orders::Entity::find_by_id(id.get())
         .filter(orders::Column::TenantId.eq(actor.tenant.as_str()))
         .one(db)
         .await?;
-    Ok(found.filter(|order| may_see(actor, order.customer_id)))
+    Ok(found.filter(|order| may_see(actor, guest, order.customer_id)))
 }
 
 /// A customer's own orders (naming another customer is `FORBIDDEN`); staff see all.
@@ -65,12 +79,12 @@ pub async fn saga(
     actor: &Actor,
     id: EntityId,
 ) -> AppResult<Option<sagas::Model>> {
-    actor.require_principal()?;
+    let guest = reader(db, actor).await?;
     let found = sagas::Entity::find_by_id(id.get())
         .filter(sagas::Column::TenantId.eq(actor.tenant.as_str()))
         .one(db)
         .await?;
-    Ok(found.filter(|saga| may_see(actor, saga.customer_id)))
+    Ok(found.filter(|saga| may_see(actor, guest, saga.customer_id)))
 }
 
 /// STAFF/ADMIN: the tenant's sagas, newest first.

@@ -134,6 +134,8 @@ pub async fn test_settings() -> Settings {
             signin_max_failures: 5,
             signin_failure_window: 900,
             signin_ip_per_minute: 30,
+            guest_cart_ttl: 7 * 24 * 3600,
+            guest_carts_per_ip_hour: 60,
         },
         shutdown: ShutdownSettings {
             shutdown_delay_secs: 0,

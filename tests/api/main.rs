@@ -11,6 +11,7 @@ mod catalog;
 mod checkout;
 mod checkout_faults;
 mod graceful_stop;
+mod guest;
 mod helpers;
 mod http;
 mod n_plus_one;

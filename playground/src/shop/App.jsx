@@ -1,24 +1,30 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { Provider, useClient, useMutation, useQuery, useSubscription } from 'urql';
-import { tokenFromUrl } from '../endpoints.js';
-import { errorText, makeClient } from './client.js';
+import { errorText, makeClient, sessionApi } from './client.js';
 import {
   ADD_TO_CART,
   CART,
   CHECKOUT,
   CLEAR_CART,
   PRODUCTS,
+  REFRESH_SESSION,
   REMOVE_FROM_CART,
   SAGA,
   SAGA_UPDATES,
+  SIGN_IN,
+  SIGN_OUT,
+  SIGN_UP,
   STEP_NAMES,
   TERMINAL_SAGA_STATUSES,
   UPDATE_CART_ITEM,
 } from './operations.js';
 
-const TOKEN_KEY = 'commerce-shop.token';
+const SESSION_KEY = 'commerce-shop.session';
+const CART_TOKEN_KEY = 'commerce-shop.cart-token';
 const TENANT_KEY = 'commerce-shop.tenant';
 const PAGE_SIZE = 12;
+// The access token is renewed when 80 % of what was left of its life has passed.
+const REFRESH_AT = 0.8;
 
 function readStored(key, fallback) {
   try {
@@ -31,19 +37,20 @@ function readStored(key, fallback) {
 
 function store(key, value) {
   try {
-    window.localStorage.setItem(key, value);
+    if (value === null || value === '') window.localStorage.removeItem(key);
+    else window.localStorage.setItem(key, value);
   } catch {
     /* private mode: keep it in memory only */
   }
 }
 
-function initialToken() {
-  const fromUrl = tokenFromUrl();
-  if (fromUrl) {
-    store(TOKEN_KEY, fromUrl);
-    return fromUrl;
+function storedSession() {
+  try {
+    const session = JSON.parse(readStored(SESSION_KEY, 'null'));
+    return session && session.accessToken && session.refreshToken ? session : null;
+  } catch {
+    return null;
   }
-  return readStored(TOKEN_KEY, '');
 }
 
 function useDebounced(value, ms) {
@@ -55,17 +62,79 @@ function useDebounced(value, ms) {
   return debounced;
 }
 
+// Who is shopping: a signed-in customer (session), a guest (cart token), or nobody
+// yet. Sign-in and sign-up send the guest's cart token, so the server merges the
+// guest cart into the customer's; the token is spent then.
 export function App() {
-  const [tokenDraft, setTokenDraft] = useState(initialToken);
   const [tenantDraft, setTenantDraft] = useState(() => readStored(TENANT_KEY, 'default'));
-  const token = useDebounced(tokenDraft.trim(), 400);
   const tenant = useDebounced(tenantDraft.trim() || 'default', 400);
+  const [session, setSession] = useState(storedSession);
+  const [cartToken, setCartToken] = useState(() => readStored(CART_TOKEN_KEY, ''));
+  const [authError, setAuthError] = useState(null);
+  const [authBusy, setAuthBusy] = useState(false);
 
-  useEffect(() => store(TOKEN_KEY, token), [token]);
   useEffect(() => store(TENANT_KEY, tenant), [tenant]);
+  useEffect(() => store(SESSION_KEY, session ? JSON.stringify(session) : null), [session]);
+  useEffect(() => store(CART_TOKEN_KEY, cartToken || null), [cartToken]);
 
-  const connection = useMemo(() => makeClient(token, tenant), [token, tenant]);
+  // Renews the access token before it expires (the refresh token is single-use:
+  // each renewal stores the next one).
+  useEffect(() => {
+    if (!session) return undefined;
+    const left = Date.parse(session.accessTokenExpiresAt) - Date.now();
+    const delay = Math.max(0, Math.floor(left * REFRESH_AT));
+    const timer = setTimeout(async () => {
+      try {
+        const next = await sessionApi(REFRESH_SESSION, { refreshToken: session.refreshToken }, 'refreshSession', { tenant });
+        setSession(next);
+      } catch (err) {
+        setSession(null);
+        setAuthError(`Signed out: ${err.message}`);
+      }
+    }, delay);
+    return () => clearTimeout(timer);
+  }, [session, tenant]);
+
+  const authenticate = useCallback(
+    async (mode, { email, password, name }) => {
+      setAuthError(null);
+      setAuthBusy(true);
+      const options = { tenant, cartToken: cartToken || undefined };
+      try {
+        const next =
+          mode === 'signUp'
+            ? await sessionApi(SIGN_UP, { input: { email, name, password } }, 'signUp', options)
+            : await sessionApi(SIGN_IN, { email, password }, 'signIn', options);
+        setCartToken('');
+        setSession(next);
+      } catch (err) {
+        // An expired guest cart cannot be merged: forget it; the next try signs in.
+        if (cartToken && /cart token/i.test(err.message)) setCartToken('');
+        setAuthError(err.message);
+      } finally {
+        setAuthBusy(false);
+      }
+    },
+    [tenant, cartToken],
+  );
+
+  const signOut = useCallback(async () => {
+    const refreshToken = session && session.refreshToken;
+    setSession(null);
+    setAuthError(null);
+    if (!refreshToken) return;
+    try {
+      await sessionApi(SIGN_OUT, { refreshToken }, 'signOut', { tenant });
+    } catch (err) {
+      setAuthError(`Sign-out: ${err.message}`);
+    }
+  }, [session, tenant]);
+
+  const accessToken = session ? session.accessToken : '';
+  const guestToken = accessToken ? '' : cartToken;
+  const connection = useMemo(() => makeClient(accessToken, tenant, guestToken), [accessToken, tenant, guestToken]);
   useEffect(() => () => connection.dispose(), [connection]);
+  const shopper = accessToken ? 'customer' : guestToken ? 'guest' : 'visitor';
 
   return (
     <div className="shop">
@@ -73,19 +142,14 @@ export function App() {
         <h1>
           Demo shop <small>GraphQL + urql</small>
         </h1>
-        <label className="field">
-          <span>Token</span>
-          <input
-            id="token-input"
-            data-testid="token-input"
-            type="password"
-            autoComplete="off"
-            spellCheck={false}
-            placeholder="CUSTOMER JWT (cargo run --release -- token --tenant default --sub 1 --role CUSTOMER)"
-            value={tokenDraft}
-            onChange={(e) => setTokenDraft(e.target.value)}
-          />
-        </label>
+        <Account
+          session={session}
+          busy={authBusy}
+          error={authError}
+          onSignIn={(form) => authenticate('signIn', form)}
+          onSignUp={(form) => authenticate('signUp', form)}
+          onSignOut={signOut}
+        />
         <label className="field field-small">
           <span>Tenant</span>
           <input
@@ -102,13 +166,69 @@ export function App() {
         </a>
       </header>
       <Provider value={connection.client}>
-        <Shop key={`${tenant}\u0000${token}`} signedIn={Boolean(token)} />
+        <Shop
+          key={`${tenant}\u0000${accessToken}\u0000${guestToken}`}
+          shopper={shopper}
+          onCartToken={setCartToken}
+        />
       </Provider>
     </div>
   );
 }
 
-function Shop({ signedIn }) {
+function Account({ session, busy, error, onSignIn, onSignUp, onSignOut }) {
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
+  const [name, setName] = useState('');
+  if (session) {
+    return (
+      <div className="account" data-testid="account" data-signed-in="true">
+        <span data-testid="signed-in-as">
+          {session.customer.name} &lt;{session.customer.email}&gt;
+        </span>
+        <button type="button" className="secondary" data-testid="sign-out-button" onClick={onSignOut}>
+          Sign out
+        </button>
+        {error && <span className="auth-error" data-testid="auth-error">{error}</span>}
+      </div>
+    );
+  }
+  const form = { email: email.trim(), password, name: name.trim() };
+  const ready = form.email && password;
+  return (
+    <form
+      className="account"
+      data-testid="account"
+      data-signed-in="false"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (ready) onSignIn(form);
+      }}
+    >
+      <input data-testid="auth-email" type="email" placeholder="e-mail" autoComplete="username" value={email} onChange={(e) => setEmail(e.target.value)} />
+      <input
+        data-testid="auth-password"
+        type="password"
+        placeholder="password (8+)"
+        autoComplete="current-password"
+        value={password}
+        onChange={(e) => setPassword(e.target.value)}
+      />
+      <input data-testid="auth-name" type="text" placeholder="name (sign-up)" value={name} onChange={(e) => setName(e.target.value)} />
+      <button type="submit" data-testid="sign-in-button" disabled={!ready || busy}>
+        Sign in
+      </button>
+      <button type="button" className="secondary" data-testid="sign-up-button" disabled={!ready || !form.name || busy} onClick={() => onSignUp(form)}>
+        Sign up
+      </button>
+      {error && <span className="auth-error" data-testid="auth-error">{error}</span>}
+    </form>
+  );
+}
+
+function Shop({ shopper, onCartToken }) {
+  const signedIn = shopper === 'customer';
+  const hasCart = shopper !== 'visitor';
   // Every GraphQL error of the page ends up in the one data-testid="error" box.
   const [errors, setErrors] = useState({});
   const report = useCallback(
@@ -122,7 +242,7 @@ function Shop({ signedIn }) {
   const [productsEpoch, setProductsEpoch] = useState(0);
 
   // ----- cart -----
-  const [cartResult, refetchCart] = useQuery({ query: CART, pause: !signedIn });
+  const [cartResult, refetchCart] = useQuery({ query: CART, pause: !hasCart });
   useEffect(() => {
     if (cartResult.data && cartResult.data.cart) setCart(cartResult.data.cart);
   }, [cartResult.data]);
@@ -140,14 +260,22 @@ function Shop({ signedIn }) {
       setActionError(errorText(result.error));
     } else if (result.data && result.data[field]) {
       setCart(result.data[field]);
+      // The first anonymous add created a guest cart: from now on the page is a guest.
+      if (result.data[field].cartToken) onCartToken(result.data[field].cartToken);
     }
     return result;
-  }, [setActionError]);
+  }, [setActionError, onCartToken]);
 
-  const onCheckout = async () => {
+  // A guest cart that expired (or was merged elsewhere): start over without it.
+  useEffect(() => {
+    const stale = shopper === 'guest' && cartResult.error && /cart token/i.test(errorText(cartResult.error) || '');
+    if (stale) onCartToken('');
+  }, [shopper, cartResult.error, onCartToken]);
+
+  const onCheckout = async (email) => {
     setActionError(null);
     setSaga(null);
-    const result = await checkout({});
+    const result = await checkout({ email: signedIn ? null : email });
     if (result.error) {
       setActionError(errorText(result.error));
     } else if (result.data && result.data.checkout) {
@@ -170,7 +298,7 @@ function Shop({ signedIn }) {
       <ErrorBox messages={['action', 'cart', 'products', 'saga'].map((k) => errors[k])} />
       <Products
         epoch={productsEpoch}
-        signedIn={signedIn}
+        shopper={shopper}
         adding={addState.fetching}
         onAdd={(productId) => runCartMutation(addToCart, { productId }, 'addToCart')}
         report={report}
@@ -178,7 +306,7 @@ function Shop({ signedIn }) {
       <aside className="side">
         <CartPanel
           cart={cart}
-          signedIn={signedIn}
+          shopper={shopper}
           loading={cartResult.fetching && !cart}
           busy={checkoutState.fetching || (saga && !sagaDone)}
           onInc={(item) =>
@@ -219,7 +347,7 @@ function ErrorBox({ messages }) {
   );
 }
 
-function Products({ epoch, signedIn, adding, onAdd, report }) {
+function Products({ epoch, shopper, adding, onAdd, report }) {
   const [search, setSearch] = useState('');
   const debouncedSearch = useDebounced(search.trim(), 300);
   // Cursor stack: cursors[i] is the `after` of page i (null for the first page).
@@ -266,9 +394,11 @@ function Products({ epoch, signedIn, adding, onAdd, report }) {
           {connection ? `${connection.totalCount} products` : result.fetching ? 'Loading…' : ''}
         </span>
       </div>
-      {!signedIn && (
-        <p className="hint">
-          Browsing anonymously. Paste a customer token above to use the cart and check out.
+      {shopper !== 'customer' && (
+        <p className="hint" data-testid="guest-hint">
+          {shopper === 'guest'
+            ? 'Shopping as a guest: sign in or up to keep this cart, or check out with your e-mail.'
+            : 'Browsing anonymously: add to cart to shop as a guest, or sign in.'}
         </p>
       )}
       <div className="grid">
@@ -288,8 +418,8 @@ function Products({ epoch, signedIn, adding, onAdd, report }) {
             <button
               type="button"
               data-testid="add-to-cart"
-              disabled={!signedIn || node.stock <= 0 || adding}
-              title={signedIn ? 'Add one to the cart' : 'Set a token first'}
+              disabled={node.stock <= 0 || adding}
+              title="Add one to the cart"
               onClick={() => onAdd(node.id)}
             >
               Add to cart
@@ -323,17 +453,19 @@ function Products({ epoch, signedIn, adding, onAdd, report }) {
   );
 }
 
-function CartPanel({ cart, signedIn, loading, busy, onInc, onDec, onRemove, onClear, onCheckout }) {
+function CartPanel({ cart, shopper, loading, busy, onInc, onDec, onRemove, onClear, onCheckout }) {
   const items = cart ? cart.items : [];
   const count = cart ? cart.itemCount : 0;
+  const guest = shopper === 'guest';
+  const [email, setEmail] = useState('');
   return (
     <section className="panel cart" data-testid="cart" data-ready={cart ? 'true' : 'false'}>
       <h2>
         Cart <span className="badge" data-testid="cart-count">{count}</span>
       </h2>
-      {!signedIn && <p className="muted">Sign in with a token to see your cart.</p>}
+      {shopper === 'visitor' && <p className="muted">Your cart is empty.</p>}
       {loading && <p className="muted">Loading…</p>}
-      {signedIn && cart && items.length === 0 && <p className="muted">Your cart is empty.</p>}
+      {shopper !== 'visitor' && cart && items.length === 0 && <p className="muted">Your cart is empty.</p>}
       <ul className="lines">
         {items.map((item) => (
           <li key={item.product.id} data-testid="cart-item" data-product-id={item.product.id}>
@@ -363,6 +495,12 @@ function CartPanel({ cart, signedIn, loading, busy, onInc, onDec, onRemove, onCl
       <div className="total">
         Total: $<span data-testid="cart-total">{cart ? cart.total : '0.00'}</span>
       </div>
+      {guest && (
+        <label className="field guest-email">
+          <span>E-mail for a guest checkout</span>
+          <input data-testid="guest-email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} />
+        </label>
+      )}
       <div className="actions">
         <button type="button" className="secondary" data-testid="clear-cart" disabled={!count || busy} onClick={onClear}>
           Clear cart
@@ -371,8 +509,8 @@ function CartPanel({ cart, signedIn, loading, busy, onInc, onDec, onRemove, onCl
           type="button"
           className="primary"
           data-testid="checkout-button"
-          disabled={!signedIn || !count || busy}
-          onClick={onCheckout}
+          disabled={shopper === 'visitor' || !count || busy || (guest && !email.trim())}
+          onClick={() => onCheckout(email.trim())}
         >
           {busy ? 'Checking out…' : 'Checkout'}
         </button>

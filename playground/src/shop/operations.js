@@ -35,9 +35,10 @@ export const CART = gql`
   ${CART_FIELDS}
 `;
 
+// cartToken is set only when this call created a guest cart (anonymous, no token).
 export const ADD_TO_CART = gql`
   mutation ShopAddToCart($productId: ID!) {
-    addToCart(productId: $productId, quantity: 1) { ...CartFields }
+    addToCart(productId: $productId, quantity: 1) { ...CartFields cartToken }
   }
   ${CART_FIELDS}
 `;
@@ -63,11 +64,21 @@ export const CLEAR_CART = gql`
   ${CART_FIELDS}
 `;
 
+// A guest (cart token, no account) passes its e-mail; a customer passes null.
 export const CHECKOUT = gql`
-  mutation ShopCheckout {
-    checkout(input: { paymentMethod: CARD, paymentToken: "tok_visa" }) { id status }
+  mutation ShopCheckout($email: String) {
+    checkout(input: { paymentMethod: CARD, paymentToken: "tok_visa", email: $email }) { id status }
   }
 `;
+
+// Account documents are sent with plain fetch (sessionApi in client.js): they
+// change which client the page uses, so they cannot go through that client.
+const SESSION_FIELDS = 'accessToken accessTokenExpiresAt refreshToken customer { id name email }';
+
+export const SIGN_UP = `mutation ShopSignUp($input: SignUpInput!) { signUp(input: $input) { ${SESSION_FIELDS} } }`;
+export const SIGN_IN = `mutation ShopSignIn($email: String!, $password: String!) { signIn(email: $email, password: $password) { ${SESSION_FIELDS} } }`;
+export const REFRESH_SESSION = `mutation ShopRefreshSession($refreshToken: String!) { refreshSession(refreshToken: $refreshToken) { ${SESSION_FIELDS} } }`;
+export const SIGN_OUT = `mutation ShopSignOut($refreshToken: String!) { signOut(refreshToken: $refreshToken) }`;
 
 const SAGA_FIELDS = `
   id

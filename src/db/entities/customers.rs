@@ -9,6 +9,9 @@ pub struct Model {
     pub name: String,
     pub email: String,
     pub created_at: DateTimeUtc,
+    /// A guest shopper's record (see `services::cart::guest`): never signs in; its
+    /// e-mail, given at checkout, is not unique.
+    pub guest: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,6 +5,7 @@ pub mod carts;
 pub mod categories;
 pub mod customer_passwords;
 pub mod customers;
+pub mod guest_carts;
 pub mod idempotency_records;
 pub mod order_items;
 pub mod orders;

@@ -82,6 +82,14 @@ impl Cart {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Set only in the answer to the anonymous `addToCart` that created this guest
+    /// cart: the token to send back as the `X-Cart-Token` header for `cart`, the cart
+    /// mutations, a guest `checkout` (with `email`) and `signIn`/`signUp` (which merge
+    /// the guest cart into the customer's). It is shown once and expires
+    /// `GUEST_CART_TTL` after the cart was last added to.
+    async fn cart_token(&self) -> Option<&str> {
+        self.0.new_token.as_ref().map(|t| t.as_str())
+    }
 }
 
 impl CacheTags for Cart {

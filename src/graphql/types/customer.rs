@@ -74,6 +74,7 @@ impl Customer {
         Ok(Some(Cart::new(CartView {
             customer_id: EntityId::from_db(self.0.id),
             updated_at: stored.map_or(self.0.created_at, |cart| cart.updated_at),
+            new_token: None,
         })))
     }
 }

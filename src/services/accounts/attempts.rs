@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 /// How often expired in-process counters are dropped.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 const IP_WINDOW: Duration = Duration::from_secs(60);
+const GUEST_CART_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Counts a hit and gives the key the window's expiry when it starts one.
 const COUNT: &str = r"
@@ -35,6 +36,8 @@ pub struct Limits {
     pub account_failures: u32,
     pub account_window: Duration,
     pub ip_per_minute: u32,
+    /// Guest carts one client IP may create per hour (per tenant).
+    pub guest_carts_per_ip_hour: u32,
 }
 
 #[derive(Clone)]
@@ -98,6 +101,22 @@ impl Attempts {
         let key = format!("signin:{tenant}:ip:{client}");
         let (count, left) = self.count(&key, IP_WINDOW).await;
         if count > self.limits.ip_per_minute {
+            return Err(refusal(left));
+        }
+        Ok(())
+    }
+
+    /// Counts one new guest cart for the client: anonymous carts cost rows, so a
+    /// client gets `guest_carts_per_ip_hour` of them, whatever the general rate limit.
+    pub async fn admit_guest_cart(
+        &self,
+        tenant: &TenantId,
+        client: Option<IpAddr>,
+    ) -> AppResult<()> {
+        let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let key = format!("guestcart:{tenant}:ip:{client}");
+        let (count, left) = self.count(&key, GUEST_CART_WINDOW).await;
+        if count > self.limits.guest_carts_per_ip_hour {
             return Err(refusal(left));
         }
         Ok(())
@@ -192,6 +211,7 @@ mod tests {
                 account_failures: 2,
                 account_window: Duration::from_secs(900),
                 ip_per_minute: 100,
+                guest_carts_per_ip_hour: 10,
             },
             None,
         );

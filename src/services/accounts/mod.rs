@@ -8,16 +8,22 @@
 //!   up with an e-mail a customer of the tenant already has gets one refusal, whether
 //!   or not that customer has a password (ADMIN gives one to a customer who has not).
 //! - Sign-in attempts are limited per client IP and per account (`attempts`).
+//! - Guest rows (`customers.guest`) are not accounts: sign-in never finds them, they
+//!   never block a sign-up, and ADMIN cannot give them a password. Signing up takes
+//!   over the orders guests placed with that e-mail (`guest_orders`), never a real
+//!   customer's anything.
 //! - Refresh tokens are single-use, stored hashed, and a reused one revokes its family
 //!   (`refresh_tokens`).
 mod attempts;
+mod guest_orders;
 mod passwords;
 mod refresh_tokens;
 
-pub use attempts::Limits;
+pub use attempts::{Attempts, Limits};
 pub use passwords::{ITERATIONS, MEMORY_KIB, PARALLELISM};
 
 use super::Changed;
+use super::cart::{self, GuestCarts};
 use super::customers::{created_tags, insert_customer};
 use crate::auth::{Actor, JwtKeys, Role};
 use crate::config::AccountSettings;
@@ -25,7 +31,6 @@ use crate::db::entities::{customer_passwords, customers};
 use crate::domain::{Email, EntityId, Password, PersonName, TenantId};
 use crate::error::{AppError, AppResult};
 use crate::redis_topology::RedisConn;
-use attempts::Attempts;
 use chrono::{DateTime, Utc};
 use passwords::Passwords;
 use sea_orm::sea_query::OnConflict;
@@ -54,6 +59,7 @@ pub struct Accounts {
     jwt: JwtKeys,
     passwords: Passwords,
     attempts: Attempts,
+    guests: GuestCarts,
     access_ttl: Duration,
     refresh_ttl: Duration,
 }
@@ -70,18 +76,23 @@ impl Accounts {
             account_failures: settings.signin_max_failures,
             account_window: Duration::from_secs(settings.signin_failure_window),
             ip_per_minute: settings.signin_ip_per_minute,
+            guest_carts_per_ip_hour: settings.guest_carts_per_ip_hour,
         };
+        let attempts = Attempts::new(limits, redis);
         Ok(Self {
             jwt,
             passwords: Passwords::new()?,
-            attempts: Attempts::new(limits, redis),
+            guests: GuestCarts::new(settings.guest_cart_ttl(), attempts.clone()),
+            attempts,
             access_ttl: settings.access_token_ttl(),
             refresh_ttl: settings.refresh_token_ttl(),
         })
     }
 
     /// A new customer with a password, signed in. Counts against the client's sign-in
-    /// attempts: it costs a hash too.
+    /// attempts: it costs a hash too. The caller's guest cart (its cart token) becomes
+    /// the new customer's cart, and orders placed as a guest with this e-mail become
+    /// the new customer's (see `guest_orders`).
     #[tracing::instrument(skip_all, fields(tenant = %actor.tenant))]
     pub async fn sign_up(
         &self,
@@ -91,23 +102,30 @@ impl Accounts {
         (name, email, password): (PersonName, Email, Password),
     ) -> AppResult<Changed<Session>> {
         self.attempts.admit_client(&actor.tenant, client).await?;
+        let guest = cart::guest_from_token(db, actor).await?;
         let hash = self.passwords.hash(&password).await?;
         let txn = db.begin().await?;
-        let customer = insert_customer(&txn, actor, name, email, |_| {
+        let customer = insert_customer(&txn, actor, name, email.clone(), |_| {
             AppError::Conflict(
                 "this e-mail cannot sign up: sign in, or ask the shop to set a password".into(),
             )
         })
         .await?;
         store_password(&txn, &actor.tenant, customer.id, hash).await?;
+        let id = EntityId::from_db(customer.id);
+        let mut tags = created_tags(&customer);
+        tags.extend(guest_orders::attach(&txn, &actor.tenant, &email, id).await?);
+        if let Some(guest) = guest {
+            tags.extend(cart::merge_guest(&txn, &actor.tenant, guest, id).await?);
+        }
         let refresh =
             refresh_tokens::issue(&txn, &actor.tenant, customer.id, None, self.refresh_ttl).await?;
-        let tags = created_tags(&customer);
         let session = self.session(&actor.tenant, customer, refresh)?;
         Changed::commit(txn, &actor.tenant, session, tags).await
     }
 
-    /// A new session for the customer with this e-mail and password.
+    /// A new session for the customer with this e-mail and password; the caller's
+    /// guest cart (its cart token) is merged into theirs.
     #[tracing::instrument(skip_all, fields(tenant = %actor.tenant))]
     pub async fn sign_in(
         &self,
@@ -116,11 +134,13 @@ impl Accounts {
         client: Option<IpAddr>,
         email: Email,
         password: Password,
-    ) -> AppResult<Session> {
+    ) -> AppResult<Changed<Session>> {
         self.attempts.admit(&actor.tenant, client, &email).await?;
+        let guest = cart::guest_from_token(db, actor).await?;
         let found = customers::Entity::find()
             .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
             .filter(customers::Column::Email.eq(email.as_str()))
+            .filter(customers::Column::Guest.eq(false))
             .find_also_related(customer_passwords::Entity)
             .one(db)
             .await?;
@@ -133,9 +153,23 @@ impl Accounts {
             return Err(AppError::Unauthenticated(WRONG.into()));
         };
         self.attempts.succeeded(&actor.tenant, &email).await;
+        let txn = db.begin().await?;
+        let tags = match guest {
+            Some(guest) => {
+                cart::merge_guest(&txn, &actor.tenant, guest, EntityId::from_db(customer.id))
+                    .await?
+            }
+            None => Vec::new(),
+        };
         let refresh =
-            refresh_tokens::issue(db, &actor.tenant, customer.id, None, self.refresh_ttl).await?;
-        self.session(&actor.tenant, customer, refresh)
+            refresh_tokens::issue(&txn, &actor.tenant, customer.id, None, self.refresh_ttl).await?;
+        let session = self.session(&actor.tenant, customer, refresh)?;
+        Changed::commit(txn, &actor.tenant, session, tags).await
+    }
+
+    /// Limits and lifetime of guest carts (their creation is counted per client here).
+    pub fn guest_carts(&self) -> &GuestCarts {
+        &self.guests
     }
 
     /// Spends a refresh token for a new session of the same family.
@@ -179,8 +213,10 @@ impl Accounts {
         password: Password,
     ) -> AppResult<()> {
         actor.require_admin()?;
+        // A guest row is no account: it never signs in.
         let exists = customers::Entity::find_by_id(customer.get())
             .filter(customers::Column::TenantId.eq(actor.tenant.as_str()))
+            .filter(customers::Column::Guest.eq(false))
             .one(db)
             .await?
             .is_some();

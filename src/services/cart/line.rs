@@ -120,10 +120,7 @@ impl LineWrite<'_> {
             return Ok(None);
         };
         let id: i64 = row.try_get("", "id")?;
-        let view = CartView {
-            customer_id: self.customer,
-            updated_at: now,
-        };
+        let view = CartView::of(self.customer, now);
         Ok(Some(Changed::committed(view, tags, id)))
     }
 

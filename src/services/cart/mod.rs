@@ -1,13 +1,18 @@
-//! Carts: one per customer. Quantities are checked against stock when added, and
+//! Carts: one per customer (a guest shopper is a guest customer, see `guest`). Quantities are checked against stock when added, and
 //! concurrent edits of one cart lose nothing (an atomic upsert adds to the stored
 //! quantity instead of writing back a value read earlier). Lines are written by `line`,
 //! whose one statement checks them.
+mod guest;
 mod line;
+
+pub use guest::{
+    GuestCarts, Purged, from_token as guest_from_token, merge as merge_guest, purge_expired,
+};
 
 use super::{Changed, tags};
 use crate::auth::Actor;
 use crate::db::entities::{cart_items, carts, customers, products};
-use crate::domain::{EntityId, MAX_QUANTITY, Quantity};
+use crate::domain::{CartToken, EntityId, MAX_QUANTITY, Quantity};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
 use line::NewQuantity;
@@ -23,6 +28,41 @@ use sea_orm::{
 pub struct CartView {
     pub customer_id: EntityId,
     pub updated_at: DateTime<Utc>,
+    /// The token of a guest cart this request created (shown once).
+    pub new_token: Option<CartToken>,
+}
+
+impl CartView {
+    fn of(customer_id: EntityId, updated_at: DateTime<Utc>) -> Self {
+        Self {
+            customer_id,
+            updated_at,
+            new_token: None,
+        }
+    }
+}
+
+/// Whose cart a request acts on: a signed-in caller's (`Actor::customer_scope`), or,
+/// for an anonymous one, the guest cart its token names; a guest naming any other
+/// customer is `FORBIDDEN`.
+pub async fn owner<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    requested: Option<EntityId>,
+) -> AppResult<EntityId> {
+    if actor.principal.is_some() {
+        return actor.customer_scope(requested);
+    }
+    match (guest::from_token(conn, actor).await?, requested) {
+        (Some(guest), None) => Ok(guest),
+        (Some(guest), Some(id)) if id == guest => Ok(guest),
+        (Some(_), Some(_)) => Err(AppError::Forbidden(
+            "a cart token opens its own cart only".into(),
+        )),
+        (None, _) => Err(AppError::Unauthenticated(
+            "sign in, or send the X-Cart-Token of a guest cart".into(),
+        )),
+    }
 }
 
 #[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
@@ -31,22 +71,16 @@ pub async fn cart(
     actor: &Actor,
     customer: Option<EntityId>,
 ) -> AppResult<CartView> {
-    let customer = actor.customer_scope(customer)?;
+    let customer = owner(db, actor, customer).await?;
     let stored = carts::Entity::find_by_id(customer.get())
         .filter(carts::Column::TenantId.eq(actor.tenant.as_str()))
         .one(db)
         .await?;
     match stored {
-        Some(cart) => Ok(CartView {
-            customer_id: customer,
-            updated_at: cart.updated_at,
-        }),
+        Some(cart) => Ok(CartView::of(customer, cart.updated_at)),
         None => {
             let owner = require_customer(db, actor, customer).await?;
-            Ok(CartView {
-                customer_id: customer,
-                updated_at: owner.created_at,
-            })
+            Ok(CartView::of(customer, owner.created_at))
         }
     }
 }
@@ -65,16 +99,44 @@ pub async fn items_by_customers(
         .await
 }
 
-#[tracing::instrument(skip(db, actor), fields(tenant = %actor.tenant))]
+/// Adds to the caller's cart. An anonymous caller without a cart token gets a new
+/// guest cart (if `guests` admits one more from `client`); its token comes back in the
+/// view. When the line is refused, that new guest cart is dropped again.
+#[tracing::instrument(skip(db, actor, guests), fields(tenant = %actor.tenant))]
 pub async fn add_to_cart(
     db: &DatabaseConnection,
-    actor: &Actor,
+    (actor, guests, client): (&Actor, &GuestCarts, Option<std::net::IpAddr>),
     customer: Option<EntityId>,
     product: EntityId,
     quantity: Quantity,
 ) -> AppResult<Changed<CartView>> {
-    let customer = actor.customer_scope(customer)?;
-    line::write(db, actor, customer, product, NewQuantity::Add(quantity)).await
+    let add = NewQuantity::Add(quantity);
+    if actor.principal.is_some() || actor.cart_token.is_some() {
+        let customer = owner(db, actor, customer).await?;
+        let written = line::write(db, actor, customer, product, add).await?;
+        if actor.principal.is_none() {
+            guests.extend(db, &actor.tenant, customer).await?;
+        }
+        return Ok(written);
+    }
+    if customer.is_some() {
+        return Err(AppError::Unauthenticated(
+            "sign in to name a customer's cart".into(),
+        ));
+    }
+    // Refused before a guest row exists when the product is not there to be added.
+    active_product(db, actor, product).await?;
+    let (guest, token) = guests.create(db, &actor.tenant, client).await?;
+    match line::write(db, actor, guest, product, add).await {
+        Ok(mut written) => {
+            written.value = guest::view_with_token(written.value, Some(token));
+            Ok(written)
+        }
+        Err(refused) => {
+            guest::drop_new(db, &actor.tenant, guest).await?;
+            Err(refused)
+        }
+    }
 }
 
 /// Sets a line's quantity; 0 removes the line.
@@ -90,7 +152,7 @@ pub async fn update_cart_item(
         return remove_from_cart(db, actor, customer, product).await;
     }
     let quantity = Quantity::parse("quantity", quantity)?;
-    let customer = actor.customer_scope(customer)?;
+    let customer = owner(db, actor, customer).await?;
     line::write(db, actor, customer, product, NewQuantity::Set(quantity)).await
 }
 
@@ -101,7 +163,7 @@ pub async fn remove_from_cart(
     customer: Option<EntityId>,
     product: EntityId,
 ) -> AppResult<Changed<CartView>> {
-    let customer = actor.customer_scope(customer)?;
+    let customer = owner(db, actor, customer).await?;
     let txn = db.begin().await?;
     require_customer(&txn, actor, customer).await?;
     let removed = cart_items::Entity::delete_many()
@@ -125,7 +187,7 @@ pub async fn clear_cart(
     actor: &Actor,
     customer: Option<EntityId>,
 ) -> AppResult<Changed<CartView>> {
-    let customer = actor.customer_scope(customer)?;
+    let customer = owner(db, actor, customer).await?;
     let txn = db.begin().await?;
     require_customer(&txn, actor, customer).await?;
     cart_items::Entity::delete_many()
@@ -146,10 +208,7 @@ async fn changed(
     Changed::commit(
         txn,
         &actor.tenant,
-        CartView {
-            customer_id: customer,
-            updated_at,
-        },
+        CartView::of(customer, updated_at),
         stale(customer),
     )
     .await

@@ -276,7 +276,7 @@ pub async fn customers(db: &DatabaseConnection, actor: &Actor) -> AppResult<Cust
     let new_per_month: Vec<CountRow> = rows(
         db,
         &format!(
-            "SELECT {} AS period, CAST(COUNT(*) AS BIGINT) AS count FROM customers c WHERE c.tenant_id = ? GROUP BY period ORDER BY period",
+            "SELECT {} AS period, CAST(COUNT(*) AS BIGINT) AS count FROM customers c WHERE c.tenant_id = ? AND c.guest = FALSE GROUP BY period ORDER BY period",
             Granularity::Month.of_time(dialect, "c.created_at")
         ),
         vec![tenant.clone()],
