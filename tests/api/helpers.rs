@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use shopgraph::auth::{JwtKeys, Role};
-use shopgraph::config::{AccountSettings, AppEnv, LogFormat, Settings};
+use shopgraph::config::{AccountSettings, AppEnv, IdentitySettings, LogFormat, Settings};
 use shopgraph::domain::TenantId;
 use shopgraph::startup::App;
 use std::net::SocketAddr;
@@ -134,6 +134,19 @@ pub async fn test_settings() -> Settings {
             signin_max_failures: 5,
             signin_failure_window: 900,
             signin_ip_per_minute: 30,
+        },
+        identity: IdentitySettings {
+            jwt_jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: Vec::new(),
+            jwt_claim_tenant: "tenant".to_owned(),
+            jwt_claim_role: "role".to_owned(),
+            jwt_claim_customer: "sub".to_owned(),
+            jwt_role_map: Vec::new(),
+            jwt_default_role: None,
+            jwt_jwks_min_interval: 30,
+            jwt_jwks_ttl: 3600,
+            jwt_jwks_timeout_ms: 5_000,
         },
     }
 }

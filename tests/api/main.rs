@@ -12,6 +12,8 @@ mod checkout;
 mod checkout_faults;
 mod helpers;
 mod http;
+mod identity_helpers;
+mod identity_provider;
 mod n_plus_one;
 mod protection;
 mod recovery;
