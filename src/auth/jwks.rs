@@ -74,6 +74,8 @@ impl KeySet {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            // A redirect must not take an https:// key set to plain HTTP.
+            .https_only(config.url.starts_with("https://"))
             .build()?;
         Ok(Arc::new(Self {
             config,
