@@ -1,9 +1,65 @@
-//! Who is calling: HS256 JWTs become a `Principal`; an `Actor` (tenant + optional
-//! principal) is what every service receives and checks.
+//! Who is calling: JWTs become a `Principal` — our own HS256 tokens and, when an
+//! identity provider is configured, its RS256/ES256 tokens; an `Actor` (tenant +
+//! optional principal) is what every service receives and checks.
 use crate::domain::{EntityId, TenantId};
 use crate::error::{AppError, AppResult};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Claim paths and role names of external tokens.
+pub mod claims;
+/// Tokens of an external identity provider (OIDC).
+pub mod external;
+/// The provider's signing keys (JWKS), fetched, cached and refreshed within bounds.
+pub mod jwks;
+
+pub use external::ExternalIssuer;
+
+/// Verifies every token a request may carry, choosing the verifier by the token's
+/// `alg`: HS256 only ever with our secret, RS*/PS*/ES* only ever with a key the
+/// provider publishes. A public key is never used as an HMAC secret (algorithm
+/// confusion) and `none` is no algorithm at all.
+#[derive(Clone)]
+pub struct Authenticator {
+    own: JwtKeys,
+    external: Option<Arc<ExternalIssuer>>,
+}
+
+impl Authenticator {
+    pub fn new(own: JwtKeys, external: Option<Arc<ExternalIssuer>>) -> Self {
+        Self { own, external }
+    }
+
+    pub async fn verify(&self, token: &str) -> AppResult<Principal> {
+        let invalid = || AppError::Unauthenticated("invalid token".into());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        match (header.alg, &self.external) {
+            (Algorithm::HS256, _) => self.own.verify(token),
+            (
+                Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+                | Algorithm::ES256
+                | Algorithm::ES384,
+                Some(external),
+            ) => external.verify(token, &header).await,
+            _ => Err(invalid()),
+        }
+    }
+
+    /// Reads `Bearer <token>` from an `Authorization` value.
+    pub async fn from_authorization(&self, value: &str) -> AppResult<Principal> {
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| AppError::Unauthenticated("expected 'Bearer <token>'".into()))?;
+        self.verify(token.trim()).await
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "UPPERCASE")]
@@ -135,15 +191,6 @@ impl JwtKeys {
             role: claims.role,
             expires_at: claims.exp,
         })
-    }
-
-    /// Reads `Bearer <token>` from an `Authorization` value.
-    pub fn from_authorization(&self, value: &str) -> AppResult<Principal> {
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| AppError::Unauthenticated("expected 'Bearer <token>'".into()))?;
-        self.verify(token.trim())
     }
 }
 

@@ -11,8 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 mod accounts;
+mod identity;
 mod shutdown;
 pub use accounts::AccountSettings;
+pub use identity::{IdentitySettings, Provider};
 pub use shutdown::ShutdownSettings;
 
 /// The longest TTL any setting accepts (30 days): far beyond any useful cache life,
@@ -470,6 +472,9 @@ pub struct Settings {
     /// How a SIGTERM drains the server.
     #[command(flatten)]
     pub shutdown: ShutdownSettings,
+    /// An external identity provider whose tokens are accepted beside ours.
+    #[command(flatten)]
+    pub identity: IdentitySettings,
 
     /// Tenant for anonymous callers that send no `X-Tenant`.
     #[arg(
@@ -496,6 +501,10 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("app_env", &self.app_env)
             .field("cache_enabled", &self.cache_enabled)
+            .field(
+                "jwt_jwks_url",
+                &self.identity.jwt_jwks_url.as_deref().map(redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -563,6 +572,7 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("DEFAULT_TENANT: {e}"))?;
         self.accounts.validate()?;
         self.shutdown.validate()?;
+        self.identity.validate(self.app_env)?;
         self.validate_protection()
     }
 
@@ -872,6 +882,60 @@ mod tests {
             let refused = refusal(args);
             assert!(refused.contains(says), "{args:?}: {refused}");
         }
+    }
+
+    #[test]
+    fn an_identity_provider_needs_issuer_audience_and_a_safe_url() {
+        let provider = [
+            "--jwt-jwks-url",
+            "https://id.example/.well-known/jwks.json",
+            "--jwt-issuer",
+            "https://id.example/",
+            "--jwt-audience",
+            "shop-api",
+        ];
+        assert!(settings(&provider).validate().is_ok());
+        let mut mapped = provider.to_vec();
+        mapped.extend(["--jwt-role-map", "shop-admin=ADMIN,shopper=CUSTOMER"]);
+        assert!(settings(&mapped).validate().is_ok());
+        let production = |url: &'static str| {
+            let mut args = provider.to_vec();
+            args[1] = url;
+            args.extend([
+                "--app-env",
+                "production",
+                "--jwt-secret",
+                "0123456789abcdef",
+            ]);
+            args
+        };
+        assert!(
+            settings(&production("http://127.0.0.1:8080/jwks"))
+                .validate()
+                .is_ok()
+        );
+        for (args, says) in [
+            (&provider[..2], "JWT_ISSUER is required"),
+            (&provider[..4], "JWT_AUDIENCE is required"),
+            (&provider[2..4], "need JWT_JWKS_URL"),
+            (
+                &production("http://keycloak:8080/jwks")[..],
+                "must be https://",
+            ),
+            (
+                &["--jwt-jwks-url", "ftp://x"][..],
+                "must be an https:// URL",
+            ),
+        ] {
+            let refused = refusal(args);
+            assert!(refused.contains(says), "{args:?}: {refused}");
+        }
+        let mut bad_map = provider.to_vec();
+        bad_map.extend(["--jwt-role-map", "shop-admin=ROOT"]);
+        assert!(refusal(&bad_map).contains("JWT_ROLE_MAP"));
+        let mut bad_ttl = provider.to_vec();
+        bad_ttl.extend(["--jwt-jwks-min-interval", "60", "--jwt-jwks-ttl", "10"]);
+        assert!(refusal(&bad_ttl).contains("JWT_JWKS_TTL"));
     }
 
     #[test]

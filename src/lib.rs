@@ -1,7 +1,8 @@
 //! A GraphQL commerce server: catalog, customers, carts, orders and a saga-orchestrated
 //! checkout, behind a cache-aside layer that invalidates exactly what mutations change.
 
-/// Who is calling: JWTs, principals, roles and the per-request actor.
+/// Who is calling: our JWTs and an identity provider's (JWKS), principals, roles and
+/// the per-request actor.
 pub mod auth;
 /// The cache-aside layer: backends, keys, tags, policy and the GraphQL extension.
 pub mod cache;

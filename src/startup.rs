@@ -1,6 +1,6 @@
 //! Builds the application from settings; used by `main` and by the tests, which build
 //! the same app on port 0.
-use crate::auth::JwtKeys;
+use crate::auth::{Authenticator, ExternalIssuer, JwtKeys};
 use crate::cache::{Backend, Cache, CachePolicy, MemoryBackend, RedisBackend};
 use crate::checkout::events::Events;
 use crate::checkout::failures::FailureRates;
@@ -119,6 +119,10 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<(AppState, Worke
     let cache = build_cache(settings)?;
     cache.keep_refused_invalidations_in(db.clone());
     let jwt = JwtKeys::new(&jwt_secret(settings)?);
+    let external = match settings.identity.provider()? {
+        Some(provider) => Some(ExternalIssuer::start(provider).context("JWT_JWKS_URL")?),
+        None => None,
+    };
     let checkout = build_engine(settings, &db, &cache)?;
     let workers = checkout.spawn_workers(settings.worker_concurrency);
     spawn_idempotency_purge(db.clone());
@@ -146,7 +150,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<(AppState, Worke
         schema: crate::graphql::schema::build(services, limits, apq_store(settings, limits)?),
         db,
         cache,
-        jwt,
+        auth: Authenticator::new(jwt, external),
         instance_id: settings
             .instance_id
             .clone()

@@ -11,6 +11,8 @@
 //! - `cache_operations_total{module,outcome}` (`hit`, `miss`, `set`, `error`) and
 //!   `cache_invalidations_total{tag}` (by tag family: `product`, `products`, `cart`, …).
 //! - `rate_limited_total`: requests refused with 429.
+//! - `jwks_fetches_total{outcome}` (`ok`, `error`): fetches of the identity provider's
+//!   keys (`JWT_JWKS_URL`).
 //!
 //! The checkout work adds its own (queue depth, sagas by status) in
 //! [`describe_checkout`] and the helpers beside it.
@@ -25,6 +27,7 @@ pub const ERRORS: &str = "shopgraph_graphql_errors_total";
 pub const CACHE_OPERATIONS: &str = "shopgraph_cache_operations_total";
 pub const CACHE_INVALIDATIONS: &str = "shopgraph_cache_invalidations_total";
 pub const RATE_LIMITED: &str = "shopgraph_rate_limited_total";
+pub const JWKS_FETCHES: &str = "shopgraph_jwks_fetches_total";
 /// Reserved for the checkout queue: entries waiting for a worker.
 pub const QUEUE_DEPTH: &str = "shopgraph_checkout_queue_depth";
 /// Reserved for the checkout saga: transitions by resulting status.
@@ -105,6 +108,10 @@ fn describe() {
     );
     describe_counter!(CACHE_INVALIDATIONS, "Cache invalidations by tag family");
     describe_counter!(RATE_LIMITED, "Requests refused by the rate limiter");
+    describe_counter!(
+        JWKS_FETCHES,
+        "Fetches of the identity provider's signing keys by outcome"
+    );
     describe_checkout();
 }
 
@@ -184,6 +191,11 @@ pub fn cache_invalidation(tag_family: &'static str) {
 
 pub fn rate_limited() {
     counter!(RATE_LIMITED).increment(1);
+}
+
+/// One fetch of the identity provider's key set (`ok` or `error`).
+pub fn jwks_fetch(outcome: &'static str) {
+    counter!(JWKS_FETCHES, "outcome" => outcome).increment(1);
 }
 
 /// The codes clients see; anything else is counted as `OTHER`, so a label never takes

@@ -54,15 +54,16 @@ fn error_response(status: StatusCode, format: Format, err: &AppError) -> Respons
 }
 
 /// The caller from `Authorization` (a bad token is refused) or `X-Tenant`.
-pub(super) fn actor_from(
+pub(super) async fn actor_from(
     state: &AppState,
     authorization: Option<&str>,
     tenant: Option<&str>,
 ) -> Result<Actor, AppError> {
     if let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) {
         return state
-            .jwt
+            .auth
             .from_authorization(value)
+            .await
             .map(Actor::authenticated);
     }
     let tenant = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
@@ -209,7 +210,7 @@ async fn run_once(
     format: Format,
 ) -> (&'static str, Response) {
     let (client, headers) = from;
-    let actor = match request_actor(&state, headers, format) {
+    let actor = match request_actor(&state, headers, format).await {
         Ok(actor) => actor,
         Err(response) => return (INVALID, *response),
     };
@@ -285,7 +286,7 @@ async fn run_once(
 }
 
 /// The caller, or the response that refuses the request.
-fn request_actor(
+async fn request_actor(
     state: &AppState,
     headers: &HeaderMap,
     format: Format,
@@ -295,6 +296,7 @@ fn request_actor(
         header_str(headers, header::AUTHORIZATION.as_str()),
         header_str(headers, "x-tenant"),
     )
+    .await
     .map(|actor| actor.with_cart_token(header_str(headers, "x-cart-token")))
     .map_err(|err| {
         let status = match err {
@@ -330,7 +332,7 @@ async fn execute(
     format: Format,
 ) -> (&'static str, Response) {
     let started = Instant::now();
-    let actor = match request_actor(&state, headers, format) {
+    let actor = match request_actor(&state, headers, format).await {
         Ok(actor) => actor,
         Err(response) => return (INVALID, *response),
     };

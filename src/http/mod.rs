@@ -13,7 +13,7 @@ mod reject;
 mod response_cache;
 mod socket;
 
-use crate::auth::JwtKeys;
+use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::domain::TenantId;
@@ -39,7 +39,8 @@ pub struct StateInner {
     pub schema: AppSchema,
     pub db: DatabaseConnection,
     pub cache: Cache,
-    pub jwt: JwtKeys,
+    /// Verifies bearer tokens: ours (HS256) and an identity provider's.
+    pub auth: Authenticator,
     pub instance_id: String,
     pub default_tenant: TenantId,
     /// Documents whose responses are cached whole (see `response_cache`).

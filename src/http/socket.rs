@@ -101,7 +101,7 @@ async fn serve_socket(
     let schema = state.schema.clone();
     let graphql = GraphQLWebSocket::new_with_pair(outbound, inbound, schema, protocol)
         .on_connection_init(move |params| async move {
-            let (data, expires_at) = connection_data(&state, &params, client)?;
+            let (data, expires_at) = connection_data(&state, &params, client).await?;
             let _ = expiry.send(expires_at);
             Ok(data)
         })
@@ -219,7 +219,7 @@ async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'
 }
 
 /// The connection's data (its caller and budget) and when its token expires.
-fn connection_data(
+async fn connection_data(
     state: &AppState,
     params: &serde_json::Value,
     (client, address): (Option<SocketClient>, Option<IpAddr>),
@@ -232,6 +232,7 @@ fn connection_data(
         })
     };
     let actor = actor_from(state, find("authorization"), find("x-tenant"))
+        .await
         .map_err(|e| e.to_graphql())?
         .with_cart_token(find("x-cart-token"));
     let expires_at = actor.principal.as_ref().map(|p| p.expires_at);

@@ -7,7 +7,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use shopgraph::auth::{JwtKeys, Role};
-use shopgraph::config::{AccountSettings, AppEnv, LogFormat, Settings, ShutdownSettings};
+use shopgraph::config::{
+    AccountSettings, AppEnv, IdentitySettings, LogFormat, Settings, ShutdownSettings,
+};
 use shopgraph::domain::TenantId;
 use shopgraph::startup::App;
 use std::net::SocketAddr;
@@ -140,6 +142,19 @@ pub async fn test_settings() -> Settings {
         shutdown: ShutdownSettings {
             shutdown_delay_secs: 0,
             shutdown_grace_secs: 20,
+        },
+        identity: IdentitySettings {
+            jwt_jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: Vec::new(),
+            jwt_claim_tenant: "tenant".to_owned(),
+            jwt_claim_role: "role".to_owned(),
+            jwt_claim_customer: "sub".to_owned(),
+            jwt_role_map: Vec::new(),
+            jwt_default_role: None,
+            jwt_jwks_min_interval: 30,
+            jwt_jwks_ttl: 3600,
+            jwt_jwks_timeout_ms: 5_000,
         },
     }
 }

@@ -14,6 +14,8 @@ mod graceful_stop;
 mod guest;
 mod helpers;
 mod http;
+mod identity_helpers;
+mod identity_provider;
 mod n_plus_one;
 mod protection;
 mod recovery;
