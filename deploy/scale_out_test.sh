@@ -3,8 +3,8 @@
 # front of 3 API instances (`serve --no-worker`), 2 `worker` processes and the simulated
 # payment provider they share, on PostgreSQL (a database of its own) and Redis (a key
 # prefix of its own). deploy/scale_out/load.mjs drives a mixed load through nginx, stops
-# one instance with SIGTERM and kills another with SIGKILL mid-load, restarts both, and
-# reports per phase. Then this script checks the database: every saga terminal, stock
+# one instance gracefully (out of nginx, then SIGTERM) and kills another with SIGKILL
+# mid-load, restarts both, and reports per phase. Then this script checks the database: every saga terminal, stock
 # conserved (stock taken = units in orders), none below zero; and which Redis keys have
 # no TTL (the ones docker-compose's volatile-ttl eviction never evicts).
 #
@@ -15,7 +15,9 @@
 #
 # usage: deploy/scale_out_test.sh     env: PG_URL, REDIS_URL, SHOPGRAPH_BIN (default:
 #   $CARGO_TARGET_DIR/debug/shopgraph, built if missing), BEFORE/KILL/AFTER seconds of
-#   those phases (10/5/10), KEEP=1 keeps the work directory (logs, report).
+#   those phases (10/5/10), KEEP=1 keeps the work directory (logs, report),
+#   GRACEFUL=drain (default: out of nginx, then SIGTERM, as OPERATIONS.md does a planned
+#   stop) or GRACEFUL=sigterm (SIGTERM alone: the server's own graceful shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -139,6 +141,13 @@ $(common_env),
     "shoppers": $(tokens 25 28)
   },
   "seconds": { "before": ${BEFORE:-10}, "settle": 3, "kill": ${KILL:-5}, "after": ${AFTER:-10} },
+  "graceful": "${GRACEFUL:-drain}",
+  "nginx": {
+    "prefix": "$work/nginx",
+    "conf": "$work/nginx/nginx.conf",
+    "pidFile": "$work/nginx.pid",
+    "upstreams": "$work/nginx/shopgraph/upstreams.conf"
+  },
   "logDir": "$work",
   "nginxLog": "$work/nginx-access.log",
   "report": "$work/report.json"
@@ -179,6 +188,7 @@ for (const [name, p] of Object.entries(r.phases)) {
   console.log(`${name.padEnd(9)} ${String(p.seconds ?? "-").padStart(7)} ${String(p.requests).padStart(9)} ${String(p.errors).padStart(7)} ${String(p.okPerSecond ?? "-").padStart(5)}`);
   for (const [kind, n] of Object.entries(p.kinds)) console.log(`            ${n} x ${kind}`);
 }
+console.log(`graceful stop: ${r.graceful === "drain" ? "out of nginx, then SIGTERM" : "SIGTERM alone"}`);
 console.log(`SIGTERM: exited after ${r.gracefulExit.afterMs} ms (code ${r.gracefulExit.code}, signal ${r.gracefulExit.signal})`);
 console.log(`SIGKILL: ${r.inFlightAtKill} request(s) in flight on the killed instance (nginx log)`);
 console.log(`served by the restarted instances (200s from 5 s after the restart): ${JSON.stringify(r.servedAfterRestart)}`);

@@ -6,7 +6,11 @@
 //
 // Phases, each timed by the conductor:
 //   before    the load on 3 instances
-//   graceful  instance A gets SIGTERM; lasts until it has exited, plus a settle time
+//   graceful  instance A is stopped gracefully: taken out of nginx (marked `down`,
+//             `nginx -s reload`), then SIGTERM, as a planned stop behind nginx is done
+//             (Kubernetes does the same with its endpoints and the preStop pause). With
+//             "graceful": "sigterm" it gets SIGTERM alone, to see what the server's own
+//             graceful shutdown achieves. Lasts until A has exited, plus a settle time.
 //   kill      instance B gets SIGKILL
 //   restart   A and B start again, until both answer /health/ready
 //   after     the load on 3 instances again
@@ -20,14 +24,15 @@
 //                open: placeOrder, then sagaUpdates(id) on the socket until the saga
 //                is terminal; a socket that closes is opened again (through nginx, so
 //                on another instance) and the saga subscribed to again.
-import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync, openSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import http from "node:http";
+import { readFileSync, readdirSync, writeFileSync, openSync } from "node:fs";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const {
   binary, env, ports, base, tokens, products, logDir, nginxLog, report,
   seconds = { before: 10, settle: 3, kill: 5, after: 10 },
-  readers = 6, cartEditors = 4, shoppers = 4,
+  readers = 6, cartEditors = 4, shoppers = 4, nginx, graceful = "drain",
 } = config;
 const SUBSCRIBERS = tokens.subscribers.length;
 const TERMINAL = new Set(["COMPLETED", "COMPENSATED", "FAILED"]);
@@ -66,6 +71,45 @@ async function ready(instance, deadlineMs = 60_000) {
   throw new Error(`${instance.name} not ready within ${deadlineMs} ms`);
 }
 
+// ---- nginx: taking an instance out and back --------------------------------------------
+
+// nginx's worker processes (children of its master) and whether each is shutting down.
+function nginxWorkers() {
+  const master = readFileSync(nginx.pidFile, "utf8").trim();
+  const workers = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const ppid = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1];
+      if (ppid !== master) continue;
+      const title = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      workers.push({ pid, exiting: title.includes("shutting down") });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return workers;
+}
+
+// Rewrites the upstream list (the instances in `down` marked so) and reloads nginx;
+// returns once a worker started by this reload runs, so that every new request is
+// balanced by the new list (the old workers only finish what they had).
+async function setUpstreams(down) {
+  const before = new Set(nginxWorkers().map((w) => w.pid));
+  const lines = instances.map(
+    (i) => `server 127.0.0.1:${i.port} max_fails=2 fail_timeout=5s${down.includes(i) ? " down" : ""};`,
+  );
+  writeFileSync(nginx.upstreams, lines.join("\n") + "\n");
+  const reload = spawnSync("nginx", ["-s", "reload", "-p", nginx.prefix, "-c", nginx.conf], { encoding: "utf8" });
+  if (reload.status !== 0) throw new Error(`nginx -s reload: ${reload.stderr}`);
+  const until = now() + 10_000;
+  while (now() < until) {
+    if (nginxWorkers().some((w) => !w.exiting && !before.has(w.pid))) return;
+    await sleep(20);
+  }
+  throw new Error("nginx did not reload within 10 s");
+}
+
 // ---- bookkeeping -----------------------------------------------------------------------
 
 const phases = []; // { name, start, end }
@@ -83,6 +127,25 @@ function phaseAt(t) {
   return "drain";
 }
 
+// One request on a connection of its own. A reload of nginx closes the idle keep-alive
+// connections of its old workers: a browser sends a request that met such a close again
+// by itself, Node's fetch does not, and that client-side race is not what this test
+// measures (nginx to the instances still keeps connections alive).
+const noKeepAlive = new http.Agent({ keepAlive: false });
+function send(url, method, headers, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent: noKeepAlive, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+      const chunks = [];
+      res.on("data", (chunk) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 async function graphql(kind, { method = "POST", query, variables, token }) {
   const headers = { accept: "application/graphql-response+json, application/json" };
   if (token) headers.authorization = `Bearer ${token}`;
@@ -98,8 +161,8 @@ async function graphql(kind, { method = "POST", query, variables, token }) {
   let error = null;
   let data = null;
   try {
-    const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const text = await res.text();
+    const res = await send(url, method, headers, body);
+    const text = res.text;
     let parsed = null;
     try {
       parsed = JSON.parse(text);
@@ -111,7 +174,7 @@ async function graphql(kind, { method = "POST", query, variables, token }) {
     else if (parsed.errors?.length) error = parsed.errors[0].extensions?.code ?? parsed.errors[0].message;
     else data = parsed.data;
   } catch (err) {
-    error = `network: ${err.cause?.code ?? err.name}`;
+    error = `network: ${err.code ?? err.name}`;
   }
   results.push({ end: now(), ok: error === null, kind, error });
   return data;
@@ -311,6 +374,7 @@ async function main() {
   await sleep(seconds.before * 1000);
 
   enter("graceful");
+  if (graceful === "drain") await setUpstreams([a]);
   const termAt = now();
   a.child.kill("SIGTERM");
   const stopped = await Promise.race([a.exited, sleep(60_000).then(() => null)]);
@@ -332,6 +396,7 @@ async function main() {
   start(a);
   start(b);
   await Promise.all([ready(a), ready(b)]);
+  if (graceful === "drain") await setUpstreams([]);
   const restartedAt = now();
 
   enter("after");
@@ -377,6 +442,7 @@ async function main() {
   if (byPhase.drain.errors > 0) failures.push(`${byPhase.drain.errors} error(s) after the load`);
 
   const out = {
+    graceful,
     phases: byPhase,
     gracefulExit,
     inFlightAtKill,
