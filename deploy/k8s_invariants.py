@@ -12,8 +12,9 @@ what the binary really does:
   ConfigMap or as a literal `value`, and both come from a secretKeyRef;
 - every variable set in a ConfigMap or an `env` is one the server reads;
 - each workload runs the subcommand it is for (`serve --no-worker`, `worker`, `migrate`);
-- pods run as non-root with a read-only root filesystem, and DATA_DIR is a writable
-  volume.
+- pods run as non-root (the image's numeric USER) with a read-only root filesystem,
+  and DATA_DIR (the image's) is a writable volume;
+- the port the API's probes and Service use is the port of BIND_ADDR.
 
 usage: k8s_invariants.py RENDERED.yaml        check one rendering
        k8s_invariants.py --self-test RENDERED.yaml
@@ -28,8 +29,20 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SECRET_VARS = {"JWT_SECRET", "DATABASE_URL"}
-# The image's WORKDIR is /app and DATA_DIR defaults to ./data (Dockerfile, config.rs).
-DATA_DIR = "/app/data"
+
+
+
+def image_facts():
+    """The numeric user and DATA_DIR the Dockerfile gives the image."""
+    text = (ROOT / "Dockerfile").read_text()
+    user = re.search(r"^USER (\d+)", text, re.M)
+    data_dir = re.search(r"^ENV .*\bDATA_DIR=(\S+)", text, re.M)
+    if not user or not data_dir:
+        raise SystemExit("the Dockerfile sets no numeric USER or no DATA_DIR")
+    return int(user.group(1)), data_dir.group(1)
+
+
+IMAGE_USER, DATA_DIR = image_facts()
 # Variables read outside clap's `env = "…"` attributes (prefixes, fault injection).
 ENV_PREFIXES = ("CACHE_TTL_", "SAGA_FAIL_RATE_")
 # The subcommand each workload must run, by its component label.
@@ -105,8 +118,8 @@ def check(docs):
         if component == "worker":
             worker_labels = labels
         sc = spec.get("securityContext", {})
-        if sc.get("runAsNonRoot") is not True or not sc.get("runAsUser"):
-            errors.append(f"{name(doc)}: pods must run as a numeric non-root user")
+        if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") != IMAGE_USER:
+            errors.append(f"{name(doc)}: pods must run as non-root, as the image's user {IMAGE_USER}")
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         containers = spec.get("initContainers", []) + spec["containers"]
         for container in containers:
@@ -150,6 +163,10 @@ def check(docs):
                 if http["port"] not in ports and http["port"] not in ports.values():
                     errors.append(f"{where}: {probe} port {http['port']} is not declared")
             if component == "api":
+                config = next((d for d in docs if d["kind"] == "ConfigMap"), {}).get("data", {})
+                bind_port = int(config.get("BIND_ADDR", "0.0.0.0:8000").rsplit(":", 1)[1])
+                if ports.get("http") != bind_port:
+                    errors.append(f"{where}: port http is {ports.get('http')}, BIND_ADDR listens on {bind_port}")
                 for probe, path in (
                     ("livenessProbe", "/health/live"),
                     ("readinessProbe", "/health/ready"),
@@ -242,6 +259,13 @@ def breakages():
     def no_startup_probe(docs):
         del api_container(docs)["startupProbe"]
 
+    def other_port(docs):
+        config = next(d for d in docs if d["kind"] == "ConfigMap")
+        config["data"]["BIND_ADDR"] = "0.0.0.0:9000"
+
+    def root_user(docs):
+        find(docs, "Job", "migrate")["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0
+
     return [
         (probe_to_unknown_route, "which nothing serves"),
         (no_memory_limit, "no memory in resources.limits"),
@@ -254,6 +278,8 @@ def breakages():
         (writable_root, "must be read-only"),
         (no_data_dir, "is not a writable emptyDir"),
         (no_startup_probe, "no startupProbe"),
+        (other_port, "BIND_ADDR listens on 9000"),
+        (root_user, "as the image's user"),
     ]
 
 
