@@ -87,21 +87,56 @@ pub async fn connect_with(settings: &Settings) -> anyhow::Result<DatabaseConnect
     .await
 }
 
+/// Applies the migrations this release has and the database lacks. A database that a
+/// newer release has migrated further is left as it is: during a rolling upgrade (the
+/// migration runs first) and after a rollback, this release runs on that schema, which
+/// only ever gains tables and columns it ignores (OPERATIONS.md, "Upgrades").
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let schema = schema_state(db).await.context("read applied migrations")?;
+    if schema.pending == 0 {
+        if !schema.newer.is_empty() {
+            tracing::info!(newer = ?schema.newer, "the database has migrations of a newer release");
+        }
+        return Ok(());
+    }
     Migrator::up(db, None).await.context("apply migrations")
 }
 
-/// Ready = the database answers and no migration is pending.
+/// Ready = the database answers and every migration of this release is applied (one of
+/// a newer release does not make an instance unready: see `migrate`).
 pub async fn is_ready(db: &DatabaseConnection) -> bool {
     let ping = tokio::time::timeout(Duration::from_secs(2), async {
         db.ping().await.is_ok()
-            && Migrator::get_pending_migrations(db)
+            && schema_state(db)
                 .await
-                .map(|pending| pending.is_empty())
-                .unwrap_or(false)
+                .is_ok_and(|schema| schema.pending == 0)
     })
     .await;
     ping.unwrap_or(false)
+}
+
+/// This release's migrations against the database's record of applied ones.
+struct SchemaState {
+    /// Migrations of this release not applied yet.
+    pending: usize,
+    /// Applied migrations this release does not know (a newer release's).
+    newer: Vec<String>,
+}
+
+async fn schema_state(db: &DatabaseConnection) -> Result<SchemaState, DbErr> {
+    let applied: std::collections::HashSet<String> = Migrator::get_migration_models(db)
+        .await?
+        .into_iter()
+        .map(|model| model.version)
+        .collect();
+    let known: std::collections::HashSet<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    Ok(SchemaState {
+        pending: known.difference(&applied).count(),
+        newer: applied.difference(&known).cloned().collect(),
+    })
 }
 
 pub async fn ping(db: &DatabaseConnection) -> bool {

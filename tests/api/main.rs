@@ -26,4 +26,5 @@ mod response_order;
 mod saga_helpers;
 mod stale_reads;
 mod stats;
+mod upgrades;
 mod ws;
