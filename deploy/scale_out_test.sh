@@ -16,8 +16,11 @@
 # usage: deploy/scale_out_test.sh     env: PG_URL, REDIS_URL, SHOPGRAPH_BIN (default:
 #   $CARGO_TARGET_DIR/debug/shopgraph, built if missing), BEFORE/KILL/AFTER seconds of
 #   those phases (10/5/10), KEEP=1 keeps the work directory (logs, report),
-#   GRACEFUL=drain (default: out of nginx, then SIGTERM, as OPERATIONS.md does a planned
-#   stop) or GRACEFUL=sigterm (SIGTERM alone: the server's own graceful shutdown).
+#   GRACEFUL=drain (default: out of nginx first, then SIGTERM, as Kubernetes and
+#   OPERATIONS.md do a planned stop) or GRACEFUL=sigterm (SIGTERM alone: the instance
+#   drains for its SHUTDOWN_DELAY_SECS=5, while nginx's idle upstream connections
+#   (keepalive_timeout 4s) run out; nginx OSS never polls readiness, so a connection it
+#   opens just as the listener closes can still be reset: see OPERATIONS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -82,6 +85,7 @@ common_env() {
     "SEED_DEMO": "false",
     "DB_MAX_CONNECTIONS": "8",
     "PAYMENT_GATEWAY_URL": "http://127.0.0.1:$GATEWAY_PORT",
+    "SHUTDOWN_DELAY_SECS": "5",
     "RUST_LOG": "info"
 JSON
 }

@@ -22,7 +22,7 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::net::IpAddr;
@@ -53,6 +53,17 @@ pub async fn ws_handler(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // A stopping instance takes no new socket: a balancer retries the upgrade (a GET)
+    // on another instance, where the 1012 of an open socket would only send the client
+    // back here.
+    if state.drain.is_draining() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            "the server is stopping: reconnect",
+        )
+            .into_response();
+    }
     // A message may be no larger than an HTTP body: the same document limits apply.
     let limit = state.http.max_body_bytes;
     let client = client.map(|Extension(client)| client);
