@@ -11,7 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 mod accounts;
+mod shutdown;
 pub use accounts::AccountSettings;
+pub use shutdown::ShutdownSettings;
 
 /// The longest TTL any setting accepts (30 days): far beyond any useful cache life,
 /// and far from overflowing a timestamp.
@@ -465,6 +467,10 @@ pub struct Settings {
     #[command(flatten)]
     pub accounts: AccountSettings,
 
+    /// How a SIGTERM drains the server.
+    #[command(flatten)]
+    pub shutdown: ShutdownSettings,
+
     /// Tenant for anonymous callers that send no `X-Tenant`.
     #[arg(
         long,
@@ -556,6 +562,7 @@ impl Settings {
         TenantId::parse(&self.default_tenant)
             .map_err(|e| anyhow::anyhow!("DEFAULT_TENANT: {e}"))?;
         self.accounts.validate()?;
+        self.shutdown.validate()?;
         self.validate_protection()
     }
 

@@ -2,14 +2,14 @@
 //! the same app on port 0.
 use crate::auth::JwtKeys;
 use crate::cache::{Backend, Cache, CachePolicy, MemoryBackend, RedisBackend};
-use crate::checkout::Engine;
 use crate::checkout::events::Events;
 use crate::checkout::failures::FailureRates;
 use crate::checkout::gateway::{self, HttpGateway, Metered, PaymentGateway, Simulator};
 use crate::checkout::intake::Intake;
-use crate::config::Settings;
+use crate::checkout::{Engine, Workers};
+use crate::config::{Settings, ShutdownSettings};
 use crate::graphql::{ApqStore, Limits, Services};
-use crate::http::{AppState, HttpConfig, StateInner};
+use crate::http::{AppState, Drain, HttpConfig, StateInner};
 use crate::services::accounts::Accounts;
 use crate::services::seed;
 use anyhow::Context;
@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 pub struct App {
     listener: TcpListener,
     router: Router,
+    workers: Workers,
+    stop: ShutdownSettings,
     pub state: AppState,
     pub addr: SocketAddr,
 }
@@ -32,7 +34,7 @@ impl App {
     /// Connects, migrates, seeds the demo when asked and empty, binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        let state = build_state(&settings).await?;
+        let (state, workers) = build_state(&settings).await?;
         let listener = TcpListener::bind(settings.bind_addr)
             .await
             .with_context(|| format!("bind {} (BIND_ADDR)", settings.bind_addr))?;
@@ -40,28 +42,71 @@ impl App {
         Ok(Self {
             listener,
             router: crate::http::router(state.clone()),
+            workers,
+            stop: settings.shutdown.clone(),
             state,
             addr,
         })
     }
 
+    /// Serves until `shutdown` resolves, then stops gracefully: readiness turns 503 at
+    /// once (`http::Drain`) and the server goes on serving for `SHUTDOWN_DELAY_SECS`
+    /// while balancers notice; then it stops listening, and the requests and WebSockets
+    /// in flight (closed with 1012) and the checkout workers' batches get
+    /// `SHUTDOWN_GRACE_SECS` to finish; last, the cache invalidations still waiting
+    /// (coalesced statistics, the outbox) are sent.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, instance = %self.state.instance_id, "listening");
-        axum::serve(
+        let drain = self.state.drain.clone();
+        let (delay, grace) = (self.stop.delay(), self.stop.grace());
+        let (listening_ends, listening_ended) = tokio::sync::oneshot::channel::<()>();
+        let stop_listening = async move {
+            shutdown.await;
+            drain.begin();
+            tracing::info!(?delay, "draining: readiness is 503");
+            tokio::time::sleep(delay).await;
+            tracing::info!(?grace, "no longer listening; waiting for what is in flight");
+            let _ = listening_ends.send(());
+        };
+        let server = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serve")
+        .with_graceful_shutdown(stop_listening);
+        let drain = self.state.drain.clone();
+        let in_flight = async move {
+            server.await.context("serve")?;
+            drain.sockets_closed().await;
+            anyhow::Ok(())
+        };
+        tokio::pin!(in_flight);
+        let workers = self.workers;
+        tokio::select! {
+            served = &mut in_flight => served?,
+            Ok(()) = listening_ended => {
+                let (served, ()) = tokio::join!(
+                    async {
+                        tokio::time::timeout(grace, &mut in_flight).await.unwrap_or_else(|_| {
+                            tracing::warn!(?grace, "requests still in flight after the grace period were dropped");
+                            Ok(())
+                        })
+                    },
+                    workers.stop(grace),
+                );
+                served?;
+            }
+        }
+        self.state.cache.flush().await;
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
-pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
+pub async fn build_state(settings: &Settings) -> anyhow::Result<(AppState, Workers)> {
     let db = crate::db::connect_with(settings).await?;
     crate::db::migrate(&db).await?;
     if settings.seed_demo
@@ -75,7 +120,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     cache.keep_refused_invalidations_in(db.clone());
     let jwt = JwtKeys::new(&jwt_secret(settings)?);
     let checkout = build_engine(settings, &db, &cache)?;
-    checkout.spawn_workers(settings.worker_concurrency);
+    let workers = checkout.spawn_workers(settings.worker_concurrency);
     spawn_idempotency_purge(db.clone());
     let services = Services {
         db: db.clone(),
@@ -92,7 +137,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         introspection: settings.introspection,
     };
     crate::telemetry::install();
-    Ok(AppState::new(StateInner {
+    let state = AppState::new(StateInner {
         schema: crate::graphql::schema::build(services, limits, apq_store(settings, limits)?),
         db,
         cache,
@@ -104,7 +149,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         default_tenant: settings.default_tenant(),
         known_documents: Default::default(),
         http: HttpConfig::from_settings(settings),
-    }))
+        drain: Drain::default(),
+    });
+    Ok((state, workers))
 }
 
 /// Accounts, with sign-in counters in Redis when configured (shared by every instance).
@@ -228,8 +275,16 @@ pub async fn run_workers(
     let cache = build_cache(&settings)?;
     cache.keep_refused_invalidations_in(db.clone());
     let engine = build_engine(&settings, &db, &cache)?;
-    engine.spawn_workers(settings.worker_concurrency.max(1));
+    let workers = engine.spawn_workers(settings.worker_concurrency.max(1));
     shutdown.await;
+    let grace = settings.shutdown.grace();
+    tracing::info!(
+        ?grace,
+        "stopping: finishing or putting back the batches in hand"
+    );
+    workers.stop(grace).await;
+    cache.flush().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -459,6 +459,12 @@ impl Cache {
         });
     }
 
+    /// Sends what waits for the next outbox round now (coalesced invalidations,
+    /// refused ones, the deletion of settled rows): called on a graceful stop.
+    pub async fn flush(&self) {
+        self.0.run_outbox().await;
+    }
+
     /// Invalidates `tags` at most once per outbox round (every `OUTBOX_REPLAY_EVERY`)
     /// instead of at every change that names them; a read of an entry under one of them
     /// may show what it was up to one round earlier. Takes effect with the outbox

@@ -31,4 +31,4 @@ pub mod queue;
 pub mod steps;
 pub mod worker;
 
-pub use worker::Engine;
+pub use worker::{Engine, Workers};

@@ -23,7 +23,7 @@ use sea_orm::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Everything the checkout needs, shared by the API (to accept) and the workers.
 pub struct Engine {
@@ -66,6 +66,59 @@ fn is_permanent(err: &DbErr) -> bool {
     )
 }
 
+/// With traces on, one span per saga for the step its group runs now, child of the
+/// request that placed it; each ends when dropped, after the group's step.
+fn step_spans(next: Next, group: &[Held]) -> Vec<tracing::Span> {
+    if !crate::traces::enabled() {
+        return Vec::new();
+    }
+    let (action, step) = match next {
+        Next::Work(Work::Run(_, step)) => ("run", step.as_str()),
+        Next::Work(Work::Compensate(step)) => ("compensate", step.as_str()),
+        Next::Finish(status) => ("finish", status.as_str()),
+    };
+    group
+        .iter()
+        .map(|h| {
+            let span = tracing::info_span!(
+                "saga step",
+                otel.name = %format!("saga {action} {step}"),
+                saga.id = h.saga.id,
+                saga.action = action,
+                saga.step = step,
+            );
+            crate::traces::continue_from(&span, h.payload.trace.as_deref());
+            span
+        })
+        .collect()
+}
+
+/// The running workers of a process.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops claiming, lets each worker finish the round it is in and put back the
+    /// sagas it still holds, and waits for that up to `grace`; a worker still busy then
+    /// is dropped, and its sagas are resumed by others when their lease expires.
+    pub async fn stop(self, grace: Duration) {
+        self.stop.send_replace(true);
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "checkout workers still busy after the grace period; their sagas wait for their leases to expire"
+            );
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}
+
 /// A saga this worker holds, with its decoded payload.
 struct Held {
     saga: sagas::Model,
@@ -95,33 +148,43 @@ enum Next {
 }
 
 impl Engine {
-    pub fn spawn_workers(self: &Arc<Self>, count: usize) {
-        for worker in 0..count {
-            let engine = self.clone();
-            tokio::spawn(async move { engine.work(worker).await });
-        }
+    /// Starts `count` workers; `Workers::stop` stops them.
+    pub fn spawn_workers(self: &Arc<Self>, count: usize) -> Workers {
+        let (stop, stopping) = watch::channel(false);
+        let tasks = (0..count)
+            .map(|worker| {
+                let engine = self.clone();
+                let stopping = stopping.clone();
+                tokio::spawn(async move { engine.work(worker, stopping).await })
+            })
+            .collect();
         tracing::info!(workers = count, "checkout workers started");
+        Workers { stop, tasks }
     }
 
-    async fn work(self: Arc<Self>, worker: usize) {
+    async fn work(self: Arc<Self>, worker: usize, mut stopping: watch::Receiver<bool>) {
         let mut idle = IDLE_MIN;
         let mut last_sweep: Option<Instant> = None;
-        loop {
+        while !*stopping.borrow() {
             match self.next_batch(&mut last_sweep).await {
                 Ok((lease, claimed)) if !claimed.is_empty() => {
                     idle = IDLE_MIN;
-                    self.process_batch(worker, lease, claimed).await;
+                    self.process_batch(worker, lease, claimed, &stopping).await;
                 }
                 Ok(_) => {
                     tokio::select! {
                         () = self.wake.notified() => {},
                         () = tokio::time::sleep(idle) => {},
+                        _ = stopping.changed() => {},
                     }
                     idle = (idle * 2).min(IDLE_MAX);
                 }
                 Err(err) => {
                     tracing::warn!(worker, error = %err, "claiming sagas failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {},
+                        _ = stopping.changed() => {},
+                    }
                 }
             }
         }
@@ -145,7 +208,15 @@ impl Engine {
 
     /// Moves the claimed sagas on, group by group, until each is finished, put back,
     /// or taken over by another worker.
-    async fn process_batch(&self, worker: usize, lease: Lease, claimed: Vec<sagas::Model>) {
+    /// When the workers are stopping, the round under way is finished and the sagas
+    /// still held are put back at once, for another worker to go on with.
+    async fn process_batch(
+        &self,
+        worker: usize,
+        lease: Lease,
+        claimed: Vec<sagas::Model>,
+        stopping: &watch::Receiver<bool>,
+    ) {
         let mut held = Vec::with_capacity(claimed.len());
         for saga in claimed {
             match serde_json::from_str::<Payload>(&saga.payload) {
@@ -166,6 +237,9 @@ impl Engine {
         for _ in 0..ROUNDS {
             if held.is_empty() {
                 return;
+            }
+            if *stopping.borrow() {
+                break;
             }
             // The whole batch's lease is renewed while it is worked on.
             if renewed.elapsed() > self.lease / 3 {
@@ -254,6 +328,7 @@ impl Engine {
             groups.entry(next).or_default().push(h);
         }
         for (next, group) in groups {
+            let _spans = step_spans(next, &group);
             let (keep, dead) = match next {
                 Next::Work(work) => self.run_group(lease, work, &group, &attempts).await,
                 Next::Finish(status) => (

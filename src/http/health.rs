@@ -39,7 +39,12 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if crate::db::is_ready(&state.db).await {
+    if state.drain.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+    } else if crate::db::is_ready(&state.db).await {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
         (

@@ -2,6 +2,7 @@
 //! layers in front of them (CORS, rate limit, body limit).
 /// Request decoding (Accept, POST bodies, GET parameters) as pure functions, for fuzzing.
 pub mod decode;
+mod drain;
 mod graphql;
 mod health;
 mod metrics;
@@ -21,6 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
+pub use drain::Drain;
 use rate_limit::{ClientIp, Limiter, RateLimit};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub struct StateInner {
     /// Documents whose responses are cached whole (see `response_cache`).
     pub known_documents: response_cache::KnownDocuments,
     pub http: HttpConfig,
+    /// Set when the server is stopping (`drain`).
+    pub drain: Drain,
 }
 
 /// What the HTTP layers and the GraphQL handler enforce.
@@ -135,7 +139,11 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(playground::routes())
         .layer(panics::layer())
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.drain.clone(),
+            drain::close_connections,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             state.http.request_timeout,
@@ -146,6 +154,27 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(cors);
     }
     app.with_state(state)
+}
+
+/// The span of one request: with traces on, a server span that continues the caller's
+/// `traceparent` and carries its GraphQL operation (`graphql::execute`);
+/// otherwise tower-http's debug span, as cheap as before.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    use tower_http::trace::MakeSpan;
+    if !crate::traces::enabled() {
+        return tower_http::trace::DefaultMakeSpan::new().make_span(request);
+    }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = request.uri().path(),
+        graphql.operation.type = tracing::field::Empty,
+        graphql.operation.name = tracing::field::Empty,
+    );
+    crate::traces::continue_from_headers(&span, request.headers());
+    span
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

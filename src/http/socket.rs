@@ -5,7 +5,9 @@
 //! - with 4408 when it sends nothing within `WS_INIT_TIMEOUT_MS`,
 //! - with 4403 when the token it was opened with expires,
 //! - with 1001 when its peer answers none of the pings sent every `WS_KEEPALIVE_MS`
-//!   for two intervals, so dead connections do not hold subscriptions.
+//!   for two intervals, so dead connections do not hold subscriptions,
+//! - with 1012 (service restart) when the server is stopping, so the client reconnects
+//!   (to another instance behind the balancer) and subscribes again.
 //!
 //! async-graphql speaks the protocol; it writes into a channel, and one writer task
 //! owns the socket's sending half, so pings and closes interleave with its messages.
@@ -30,6 +32,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 pub const PATH: &str = "/graphql/ws";
+
+/// The reason sent with 1012 when the server stops.
+const RESTART: &str = "Service restart: reconnect";
 
 /// The rate-limit bucket of the request that opened a socket; `reject::guard` puts it
 /// on upgrade requests when rate limiting is on.
@@ -65,8 +70,16 @@ async fn serve_socket(
     protocol: GraphQLProtocol,
     client: (Option<SocketClient>, Option<IpAddr>),
 ) {
+    let _open = state.drain.socket_opened();
     let (mut sink, mut stream) = socket.split();
-    let first = match tokio::time::timeout(state.http.ws_init_timeout, stream.next()).await {
+    let first = tokio::select! {
+        first = tokio::time::timeout(state.http.ws_init_timeout, stream.next()) => first,
+        () = state.drain.begun() => {
+            close(&mut sink, 1012, RESTART).await;
+            return;
+        }
+    };
+    let first = match first {
         Ok(Some(Ok(first))) => first,
         Ok(_) => return,
         Err(_) => {
@@ -84,6 +97,7 @@ async fn serve_socket(
     let (outbound, queued) = futures_channel::mpsc::channel(16);
     let (expiry, expires) = oneshot::channel();
     let keepalive = state.http.ws_keepalive;
+    let drain = state.drain.clone();
     let schema = state.schema.clone();
     let graphql = GraphQLWebSocket::new_with_pair(outbound, inbound, schema, protocol)
         .on_connection_init(move |params| async move {
@@ -99,7 +113,7 @@ async fn serve_socket(
         crate::graphql::passes::counting_passes(graphql).await;
         std::future::pending::<()>().await;
     };
-    let writer = write(sink, queued, expires, heard, keepalive);
+    let writer = write(sink, queued, expires, heard, keepalive, drain);
     tokio::select! {
         () = writer => {}
         () = protocol_done => {}
@@ -137,6 +151,7 @@ async fn write(
     expires: oneshot::Receiver<Option<i64>>,
     heard: Arc<Heard>,
     keepalive: Duration,
+    drain: super::Drain,
 ) {
     let expiry = async {
         match expires.await {
@@ -146,6 +161,8 @@ async fn write(
         }
     };
     tokio::pin!(expiry);
+    let stopping = drain.begun();
+    tokio::pin!(stopping);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -158,6 +175,10 @@ async fn write(
             }
             () = &mut expiry => {
                 close(&mut sink, 4403, "Forbidden: the token expired").await;
+                return linger(queued).await;
+            }
+            () = &mut stopping => {
+                close(&mut sink, 1012, RESTART).await;
                 return linger(queued).await;
             }
             _ = ping.tick() => {

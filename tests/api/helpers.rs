@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use shopgraph::auth::{JwtKeys, Role};
-use shopgraph::config::{AccountSettings, AppEnv, LogFormat, Settings};
+use shopgraph::config::{AccountSettings, AppEnv, LogFormat, Settings, ShutdownSettings};
 use shopgraph::domain::TenantId;
 use shopgraph::startup::App;
 use std::net::SocketAddr;
@@ -134,6 +134,10 @@ pub async fn test_settings() -> Settings {
             signin_max_failures: 5,
             signin_failure_window: 900,
             signin_ip_per_minute: 30,
+        },
+        shutdown: ShutdownSettings {
+            shutdown_delay_secs: 0,
+            shutdown_grace_secs: 20,
         },
     }
 }

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    url: String,
+pub struct Server {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Drop for Server {
@@ -31,7 +31,7 @@ async fn start_server(database_url: &str, port: u16, prefix: &str, provider: &st
     start_server_with(database_url, port, prefix, provider, &[]).await
 }
 
-async fn start_server_with(
+pub async fn start_server_with(
     database_url: &str,
     port: u16,
     prefix: &str,
@@ -83,7 +83,7 @@ async fn start_server_with(
     }
 }
 
-async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
+pub async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
     reqwest::Client::new()
         .post(format!("{url}/graphql"))
         .bearer_auth(token)
@@ -96,7 +96,7 @@ async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
         .unwrap_or_default()
 }
 
-async fn unfinished(db: &DatabaseConnection) -> usize {
+pub async fn unfinished(db: &DatabaseConnection) -> usize {
     sagas::Entity::find()
         .all(db)
         .await
@@ -106,16 +106,16 @@ async fn unfinished(db: &DatabaseConnection) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothing_charged_twice() {
+/// A database the server processes and the test share (a SQLite file rather than an
+/// in-memory one), migrated, with `customers` customers of the tenant `default`.
+///
+/// Seeded before a server starts: on SQLite two processes writing at once can meet in a
+/// lock upgrade that SQLite refuses at once (SQLITE_BUSY) rather than waits out.
+pub async fn database_with_customers(customers: usize) -> (String, DatabaseConnection) {
     let mut database_url = fresh_database_url().await;
     if database_url.starts_with("sqlite::memory:") {
         database_url = crate::helpers::shared_sqlite_url();
     }
-    let port = free_port();
-    let prefix = format!("crash{}", rand::random::<u32>());
-    // Seed before the server starts: on SQLite two processes writing at once can meet in
-    // a lock upgrade that SQLite refuses at once (SQLITE_BUSY) rather than waits out.
     let db = Database::connect(&database_url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -130,11 +130,19 @@ async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothi
         &tenant("default"),
         shopgraph::services::seed::SeedSize {
             products: 0,
-            customers: 10,
+            customers,
         },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    (database_url, db)
+}
+
+#[tokio::test]
+async fn sagas_interrupted_by_a_killed_process_finish_after_a_restart_with_nothing_charged_twice() {
+    let (database_url, db) = database_with_customers(10).await;
+    let port = free_port();
+    let prefix = format!("crash{}", rand::random::<u32>());
     // The provider outlives the server, as a real one would: its ledger is the truth.
     let provider = serve_provider(SimulatorConfig {
         latency: Duration::from_millis(150),
