@@ -29,3 +29,5 @@ pub mod services;
 pub mod startup;
 /// Prometheus metrics: the process-wide recorder, metric names and recording helpers.
 pub mod telemetry;
+/// OpenTelemetry traces (off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+pub mod traces;

@@ -6,6 +6,7 @@ use shopgraph::config::{LogFormat, Settings};
 use shopgraph::domain::TenantId;
 use shopgraph::services::seed::{self, SeedSize};
 use shopgraph::startup::{self, App};
+use shopgraph::traces;
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
@@ -72,16 +73,30 @@ enum Command {
     },
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
+/// Logs to stderr (`RUST_LOG`), and spans to an OpenTelemetry collector when one is
+/// configured (`traces`; `OTEL_TRACES_FILTER`, default `info`, says which spans); the
+/// returned guard flushes the last spans when dropped.
+fn init_tracing(format: LogFormat) -> anyhow::Result<Option<traces::Exporting>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logged = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (spans, exporting) = match traces::layer()? {
+        Some((layer, exporting)) => {
+            let traced = EnvFilter::try_from_env("OTEL_TRACES_FILTER")
+                .unwrap_or_else(|_| EnvFilter::new("info"));
+            (Some(layer.with_filter(traced)), Some(exporting))
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(spans);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(logs.json().with_filter(logged)).init(),
+        LogFormat::Text => registry.with(logs.with_filter(logged)).init(),
     }
+    Ok(exporting)
 }
 
 async fn shutdown_signal() {
@@ -118,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
     settings.validate()?;
     match cli.command.unwrap_or(Command::Serve { no_worker: false }) {
         Command::Serve { no_worker } => {
-            init_tracing(settings.log_format);
+            let _exporting = init_tracing(settings.log_format)?;
             let mut settings = settings;
             if no_worker {
                 settings.worker_concurrency = 0;
@@ -129,15 +144,15 @@ async fn main() -> anyhow::Result<()> {
                 .await
         }
         Command::Worker => {
-            init_tracing(settings.log_format);
+            let _exporting = init_tracing(settings.log_format)?;
             startup::run_workers(settings, shutdown_signal()).await
         }
         Command::Gateway => {
-            init_tracing(settings.log_format);
+            let _exporting = init_tracing(settings.log_format)?;
             startup::run_gateway(settings, shutdown_signal()).await
         }
         Command::Migrate => {
-            init_tracing(settings.log_format);
+            let _exporting = init_tracing(settings.log_format)?;
             let db = shopgraph::db::connect_with(&settings).await?;
             shopgraph::db::migrate(&db).await
         }
@@ -147,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             customers,
             orders,
         } => {
-            init_tracing(settings.log_format);
+            let _exporting = init_tracing(settings.log_format)?;
             let tenant = TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             let db = shopgraph::db::connect_with(&settings).await?;
             shopgraph::db::migrate(&db).await?;
@@ -181,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::RebuildStats { check } => {
-            init_tracing(settings.log_format);
+            let _exporting = init_tracing(settings.log_format)?;
             let db = shopgraph::db::connect_with(&settings).await?;
             shopgraph::db::migrate(&db).await?;
             if !check {

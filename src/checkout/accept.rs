@@ -354,6 +354,7 @@ async fn accept(
         payment_token: request.payment_token,
         clear_cart: of.clear_cart,
         cancels_saga: of.cancels.map(|(_, saga)| saga),
+        trace: crate::traces::current_traceparent(),
     };
     let payload = serde_json::to_string(&payload)
         .map_err(|e| AppError::internal("encode saga payload", e))?;

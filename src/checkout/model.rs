@@ -102,6 +102,10 @@ pub struct Payload {
     pub clear_cart: bool,
     /// For a cancellation: the checkout saga whose order is cancelled.
     pub cancels_saga: Option<i64>,
+    /// The W3C `traceparent` of the request that placed it, so its steps join that
+    /// trace (only with traces on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl Payload {

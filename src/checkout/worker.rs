@@ -66,6 +66,33 @@ fn is_permanent(err: &DbErr) -> bool {
     )
 }
 
+/// With traces on, one span per saga for the step its group runs now, child of the
+/// request that placed it; each ends when dropped, after the group's step.
+fn step_spans(next: Next, group: &[Held]) -> Vec<tracing::Span> {
+    if !crate::traces::enabled() {
+        return Vec::new();
+    }
+    let (action, step) = match next {
+        Next::Work(Work::Run(_, step)) => ("run", step.as_str()),
+        Next::Work(Work::Compensate(step)) => ("compensate", step.as_str()),
+        Next::Finish(status) => ("finish", status.as_str()),
+    };
+    group
+        .iter()
+        .map(|h| {
+            let span = tracing::info_span!(
+                "saga step",
+                otel.name = %format!("saga {action} {step}"),
+                saga.id = h.saga.id,
+                saga.action = action,
+                saga.step = step,
+            );
+            crate::traces::continue_from(&span, h.payload.trace.as_deref());
+            span
+        })
+        .collect()
+}
+
 /// The running workers of a process.
 pub struct Workers {
     stop: watch::Sender<bool>,
@@ -301,6 +328,7 @@ impl Engine {
             groups.entry(next).or_default().push(h);
         }
         for (next, group) in groups {
+            let _spans = step_spans(next, &group);
             let (keep, dead) = match next {
                 Next::Work(work) => self.run_group(lease, work, &group, &attempts).await,
                 Next::Finish(status) => (

@@ -63,15 +63,19 @@ pub(super) fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscrip
 }
 
 /// Extensions run in this order: APQ turns a hash into a document, the limits refuse
-/// abusive documents, the cache serves and stores resolver results.
+/// abusive documents, the cache serves and stores resolver results; with traces on,
+/// async-graphql's spans of parsing, validation and every resolver that runs (a field
+/// the cache answers runs none).
 pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSchema {
     let cache = services.cache.clone();
-    builder(limits)
+    let mut builder = builder(limits)
         .extension(ApolloPersistedQueries::new(persisted))
         .extension(QueryLimits(limits))
-        .extension(crate::cache::CacheExtension::new(cache))
-        .data(services)
-        .finish()
+        .extension(crate::cache::CacheExtension::new(cache));
+    if crate::traces::enabled() {
+        builder = builder.extension(async_graphql::extensions::Tracing);
+    }
+    builder.data(services).finish()
 }
 
 /// The SDL clients see, as written to `schema.graphql`.

@@ -366,6 +366,10 @@ async fn execute(
         BatchRequest::Single(request) => (true, vec![request]),
         BatchRequest::Batch(requests) => (false, requests),
     };
+    let operation_name = requests
+        .first()
+        .filter(|_| single && crate::traces::enabled())
+        .and_then(|r| r.operation_name.clone());
     let mut traces = Vec::new();
     let mut operations = Vec::new();
     let requests: Vec<Request> = requests
@@ -403,6 +407,9 @@ async fn execute(
     } else {
         "batch"
     };
+    if crate::traces::enabled() {
+        crate::traces::name_request(label, operation_name.as_deref());
+    }
     let refused_by_get = operations.iter().any(|o| o.refused_mutation());
     let retry_after = rate_limit::retry_after(&response);
     let (mut http, cacheable_body) =

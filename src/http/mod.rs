@@ -144,7 +144,7 @@ pub fn router(state: AppState) -> Router {
             state.drain.clone(),
             drain::close_connections,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             state.http.request_timeout,
@@ -155,6 +155,27 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(cors);
     }
     app.with_state(state)
+}
+
+/// The span of one request: with traces on, a server span that continues the caller's
+/// `traceparent` and carries its GraphQL operation (`graphql::execute`);
+/// otherwise tower-http's debug span, as cheap as before.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    use tower_http::trace::MakeSpan;
+    if !crate::traces::enabled() {
+        return tower_http::trace::DefaultMakeSpan::new().make_span(request);
+    }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = request.uri().path(),
+        graphql.operation.type = tracing::field::Empty,
+        graphql.operation.name = tracing::field::Empty,
+    );
+    crate::traces::continue_from_headers(&span, request.headers());
+    span
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

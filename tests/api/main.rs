@@ -26,5 +26,6 @@ mod response_order;
 mod saga_helpers;
 mod stale_reads;
 mod stats;
+mod traces;
 mod upgrades;
 mod ws;
