@@ -68,7 +68,7 @@ pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSche
     let cache = services.cache.clone();
     builder(limits)
         .extension(ApolloPersistedQueries::new(persisted))
-        .extension(QueryLimits(limits))
+        .extension(QueryLimits::new(limits))
         .extension(crate::cache::CacheExtension::new(cache))
         .data(services)
         .finish()
