@@ -4,8 +4,20 @@
 use crate::domain::{EntityId, TenantId};
 use crate::error::{AppError, AppResult};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+/// Seconds a token's `exp` and `nbf` may be off by (clock skew between issuers).
+const LEEWAY_SECS: i64 = 5;
+/// Tokens whose verification is remembered (most recently used first kept).
+const VERIFIED_CAPACITY: NonZeroUsize = match NonZeroUsize::new(1024) {
+    Some(capacity) => capacity,
+    None => NonZeroUsize::MIN,
+};
+/// Longer tokens are verified every time, so the remembered ones stay small.
+const MAX_REMEMBERED_TOKEN: usize = 1024;
 
 /// Claim paths and role names of external tokens.
 pub mod claims;
@@ -120,12 +132,17 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens these keys verified, with what they said. Verifying is a pure function of
+    /// the token and the secret except for the clock, so a token seen before is served
+    /// from here after checking only its expiry: the HMAC, the base64 and the JSON of
+    /// every authenticated request cost more than a lookup.
+    verified: Arc<Mutex<LruCache<String, Principal>>>,
 }
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS.unsigned_abs();
         // A token issued for later (`nbf`) is not valid yet.
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -133,6 +150,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: Arc::new(Mutex::new(LruCache::new(VERIFIED_CAPACITY))),
         }
     }
 
@@ -169,6 +187,33 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> AppResult<Principal> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(principal) = self.verified_before(token, now) {
+            return Ok(principal);
+        }
+        let principal = self.verify_signed(token)?;
+        if token.len() <= MAX_REMEMBERED_TOKEN
+            && let Ok(mut verified) = self.verified.lock()
+        {
+            verified.put(token.to_owned(), principal.clone());
+        }
+        Ok(principal)
+    }
+
+    /// What `token` said when these keys verified it, if they did and it has not expired
+    /// by `now` (it was valid then, so `nbf` is behind it). An expired one is forgotten
+    /// and verified again, which refuses it as expired.
+    fn verified_before(&self, token: &str, now: i64) -> Option<Principal> {
+        let mut verified = self.verified.lock().ok()?;
+        let principal = verified.get(token)?;
+        if principal.expires_at >= now - LEEWAY_SECS {
+            return Some(principal.clone());
+        }
+        verified.pop(token);
+        None
+    }
+
+    fn verify_signed(&self, token: &str) -> AppResult<Principal> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|err| {
                 let reason = match err.kind() {
@@ -320,6 +365,30 @@ mod tests {
             .unwrap_or_default();
         assert!(
             matches!(keys.verify(&token), Err(AppError::Unauthenticated(m)) if m == "token expired")
+        );
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires() {
+        let keys = JwtKeys::new(b"secret");
+        let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+        let token = keys
+            .issue_until(&tenant(), "1", Role::Admin, expires)
+            .unwrap_or_default();
+        let first = keys.verify(&token).ok();
+        assert!(first.is_some());
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(keys.verified_before(&token, now), first);
+        // An hour and a minute later it has expired: forgotten, and refused as expired.
+        let later = expires.timestamp() + LEEWAY_SECS + 60;
+        assert_eq!(keys.verified_before(&token, later), None);
+        assert_eq!(keys.verified_before(&token, now), None, "forgotten");
+        let forged = format!("{token}x");
+        assert!(keys.verify(&forged).is_err());
+        assert_eq!(
+            keys.verified_before(&forged, now),
+            None,
+            "refused ones are not kept"
         );
     }
 

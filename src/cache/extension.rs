@@ -219,11 +219,12 @@ impl Extension for RequestCache {
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
         // Only root fields of queries; list items and nested fields pass through.
+        // Checked before anything else: this hook runs for every field of a response.
         let is_root_query = info.path_node.parent.is_none() && info.parent_type == "Query";
-        let trace = ctx.data_opt::<Arc<CacheTrace>>();
         if !is_root_query {
             return next.run(ctx, info).await;
         }
+        let trace = ctx.data_opt::<Arc<CacheTrace>>();
         let policy = if info.is_for_introspection {
             None
         } else {

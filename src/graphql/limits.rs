@@ -13,6 +13,7 @@
 //! async-graphql then computes the real complexity (lists weighted by `first`/`limit`,
 //! see the `complexity` attributes on list fields) and depth during validation; its
 //! errors for those carry no code, so the `validation` hook adds `QUERY_TOO_COMPLEX`.
+use super::documents::DocumentCache;
 use super::selection_order::ResponseOrder;
 use super::socket_budget::{SocketBudget, SubscriptionSlot};
 use async_graphql::Response;
@@ -151,12 +152,26 @@ fn tag_limit_error(mut err: ServerError) -> ServerError {
     err
 }
 
-pub struct QueryLimits(pub Limits);
+/// The limits extension: one per schema, holding the documents it parsed.
+pub struct QueryLimits {
+    limits: Limits,
+    documents: Arc<DocumentCache>,
+}
+
+impl QueryLimits {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            documents: Arc::new(DocumentCache::new(limits)),
+        }
+    }
+}
 
 impl ExtensionFactory for QueryLimits {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(RequestLimits {
-            limits: self.0,
+            limits: self.limits,
+            documents: self.documents.clone(),
             subscription: Mutex::default(),
             order: ResponseOrder::default(),
         })
@@ -167,6 +182,7 @@ impl ExtensionFactory for QueryLimits {
 /// stream, so a subscription's slot on its socket is held here until the stream ends.
 struct RequestLimits {
     limits: Limits,
+    documents: Arc<DocumentCache>,
     subscription: Mutex<Option<SubscriptionSlot>>,
     order: ResponseOrder,
 }
@@ -186,11 +202,12 @@ impl Extension for RequestLimits {
         }
         let operation_name = request.operation_name.clone();
         // A persisted query arrives parsed (and with an empty `query`); any other is
-        // parsed here, once: async-graphql reuses the document.
+        // parsed here (or copied from the documents parsed before): async-graphql
+        // reuses the document.
         if request.query.is_empty() {
             super::measure::check(request.parsed_query()?, &self.limits)?;
         } else {
-            let doc = measure_document(&request.query, &self.limits)?;
+            let doc = self.documents.parse(&request.query)?;
             request.set_parsed_query(doc);
         }
         let kind = {

@@ -5,6 +5,7 @@ pub mod apq;
 pub mod batch;
 mod catalog;
 pub mod context;
+mod documents;
 #[cfg(test)]
 mod field_policy;
 pub mod limits;

@@ -70,7 +70,7 @@ pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSche
     let cache = services.cache.clone();
     let mut builder = builder(limits)
         .extension(ApolloPersistedQueries::new(persisted))
-        .extension(QueryLimits(limits))
+        .extension(QueryLimits::new(limits))
         .extension(crate::cache::CacheExtension::new(cache));
     if crate::traces::enabled() {
         builder = builder.extension(async_graphql::extensions::Tracing);

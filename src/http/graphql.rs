@@ -338,10 +338,11 @@ async fn execute(
     };
     let debug =
         header_str(headers, "x-debug").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    // `X-Debug` reports per-field cache outcomes, so it always executes.
+    // `X-Debug` reports per-field cache outcomes, so it always executes. With the cache
+    // off nothing is looked up or stored, so the document's id (a digest) is not taken.
     let mut pending = None;
     let mut document = None;
-    if let (BatchRequest::Single(request), false) = (&batch, debug) {
+    if let (BatchRequest::Single(request), false, true) = (&batch, debug, state.cache.enabled()) {
         document = Some(response_cache::id_of(request));
     }
     if let (BatchRequest::Single(request), Some(id)) = (&batch, &document)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Instructions the server executes per uncached request (issue 12), counted by callgrind:
+# `products(first: 20)`, a 10-line cart and addToCart returning the cart, on
+# bench/latency.sh's data, cache off. Prints, per request kind, the whole process's
+# instructions per request (with what runs beside the requests) and the request path's
+# (hyper's connection future, inclusive), then the parts named below.
+# usage: bench/uncached_instructions.sh   env: REQUESTS (100), BIN (target/release/shopgraph)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+DB_NAME=shop_uncached_cg
+DB_URL="${PG_URL%/*}/$DB_NAME"
+REQUESTS=${REQUESTS:-100}
+PORT=8096
+OUT=$(mktemp -d)
+source bench/lib.sh
+BIN=${CG_BIN:-$BIN}
+trap stop_server EXIT
+command -v valgrind >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind; }
+
+psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+DATABASE_URL="$DB_URL" "$BIN" seed --products 10000 --customers 1000 --orders 0 >/dev/null
+psql "$DB_URL" -q >/dev/null <<'SQL'
+UPDATE products SET stock = 1000000, active = true;
+INSERT INTO carts (customer_id, tenant_id, updated_at)
+  SELECT id, tenant_id, now() FROM customers WHERE id = 1 OR id > 900 ON CONFLICT DO NOTHING;
+DELETE FROM cart_items WHERE customer_id = 1 OR customer_id > 900;
+INSERT INTO cart_items (tenant_id, customer_id, product_id, quantity, added_at)
+  SELECT c.tenant_id, c.id, p.id, 1, now() FROM customers c
+  JOIN products p ON (c.id = 1 AND p.id <= 10) OR (c.id > 900 AND p.id > 9990);
+SQL
+psql "$DB_URL" -qc "VACUUM ANALYZE" >/dev/null
+{ "$BIN" token --tenant default --sub 1 --role CUSTOMER
+  for c in $(seq 901 1000); do "$BIN" token --tenant default --sub "$c" --role CUSTOMER; done; } >"$OUT/tokens"
+
+CACHE_ENABLED=false WORKER_CONCURRENCY=0 DATABASE_URL="$DB_URL" BIND_ADDR="127.0.0.1:$PORT" \
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" serve >"$OUT/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+PARTS=('Dispatcher<D,Bs,I,T> as core::future::future::Future>::poll$' 'execute_once::\{\{closure\}\}$'
+  'parse::executable::parse_query$' 'validation::check_rules$' 'Selector<S>::all::\{\{closure\}\}$'
+  'from_query_result$' 'prepare_select_statement$' 'serde_json::ser::to_vec$' 'ResponseOrder::apply$'
+  'jsonwebtoken::decoding::decode$' 'RecordLayer::(decrypt_incoming|encrypt_outgoing)$')
+for kind in products cart add_cart; do
+  python3 bench/uncached_requests.py "$PORT" 30 "$kind" "$OUT/tokens"
+  callgrind_control --zero "$SERVER_PID" >/dev/null
+  python3 bench/uncached_requests.py "$PORT" "$REQUESTS" "$kind" "$OUT/tokens"
+  callgrind_control --dump="$kind" "$SERVER_PID" >/dev/null
+  dump=$(grep -l "^desc: Trigger: .*$kind" "$OUT"/cg.out* | head -1)
+  echo "== $kind ($dump)"
+  python3 bench/callgrind_parts.py "$dump" "$REQUESTS" 15 "${PARTS[@]}"
+done
