@@ -86,6 +86,7 @@ where
         )
         .build();
     let tracer = provider.tracer("shopgraph");
+    let _ = TRACER.set(tracer.clone());
     Ok(Some((
         tracing_opentelemetry::layer().with_tracer(tracer),
         Exporting(provider),
@@ -156,3 +157,40 @@ pub fn name_request(kind: &str, name: Option<&str>) {
         span.record("graphql.operation.name", name);
     }
 }
+
+static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
+
+/// A span for one SQL statement that just ran for `elapsed`, child of the current span
+/// (a resolver's, a request's). SeaORM reports a statement after it ran, so the span is
+/// made with its real start and end rather than opened around it. Only the statement's
+/// text is recorded, never its values (they may hold e-mails or password hashes).
+/// Statements outside any traced work (a worker's between steps) make no span.
+pub fn statement(sql: &str, elapsed: std::time::Duration, failed: bool) {
+    use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
+    let Some(tracer) = TRACER.get() else { return };
+    let parent = tracing::Span::current().context();
+    if !parent.span().span_context().is_valid() {
+        return;
+    }
+    let end = std::time::SystemTime::now();
+    let start = end.checked_sub(elapsed).unwrap_or(end);
+    let operation = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("SQL")
+        .to_ascii_uppercase();
+    let text: String = sql.chars().take(MAX_STATEMENT_CHARS).collect();
+    let mut span = tracer
+        .span_builder(operation)
+        .with_kind(SpanKind::Client)
+        .with_start_time(start)
+        .with_attributes([opentelemetry::KeyValue::new("db.query.text", text)])
+        .start_with_context(tracer, &parent);
+    if failed {
+        span.set_status(Status::error("the statement failed"));
+    }
+    span.end_with_timestamp(end);
+}
+
+/// Longer statement texts are cut (a batch load's list of placeholders).
+const MAX_STATEMENT_CHARS: usize = 2_000;

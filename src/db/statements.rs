@@ -1,4 +1,4 @@
-//! Counts SQL statements per request. SeaORM's metric callback is per connection, so
+//! Counts SQL statements per request (and, with traces on, makes a span of each). SeaORM's metric callback is per connection, so
 //! the request's counter travels in a task-local; batched loads run on the request's
 //! task (see `graphql::batch`), so they are counted too.
 use std::future::Future;
@@ -31,6 +31,9 @@ pub fn current() -> Option<StatementCounter> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-pub(super) fn record(_info: &sea_orm::metric::Info<'_>) {
+pub(super) fn record(info: &sea_orm::metric::Info<'_>) {
     let _ = CURRENT.try_with(|counter| counter.0.fetch_add(1, Ordering::Relaxed));
+    if crate::traces::enabled() {
+        crate::traces::statement(&info.statement.sql, info.elapsed, info.failed);
+    }
 }

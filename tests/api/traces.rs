@@ -226,6 +226,7 @@ async fn a_checkout_is_one_trace_from_the_request_to_its_saga_steps() {
         "execute",
         "field",
         "place_order",
+        "SELECT",
         "saga run RESERVE_STOCK",
         "saga run CHARGE_PAYMENT",
         "saga run CREATE_ORDER",
