@@ -506,8 +506,14 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
                 "paymentToken": "tok_visa", "idempotencyKey": format!("order-{n}")}});
             for _ in 0..20 {
                 let body = app.gql(Some(&token), PLACE, input.clone()).await;
-                if body["errors"][0]["extensions"]["code"] != "UNAVAILABLE" {
-                    assert!(body.get("errors").is_none(), "order {n} refused: {body}");
+                let code = &body["errors"][0]["extensions"]["code"];
+                if code != "UNAVAILABLE" {
+                    // The orders ask for more than the stock (3 000 units of 2 000), so
+                    // once completed sagas have taken it, refusing more is the answer.
+                    assert!(
+                        body.get("errors").is_none() || code == "OUT_OF_STOCK",
+                        "order {n} refused: {body}"
+                    );
                     return body;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -542,8 +548,13 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
 
     let placed = placing.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(placed.len(), 1000);
+    let accepted = placed.iter().filter(|b| b.get("errors").is_none()).count();
+    assert!(
+        accepted >= 500,
+        "only {accepted} of 1000 orders were accepted"
+    );
     let deadline = Instant::now() + Duration::from_secs(180);
-    while terminal_count(&app.db).await < 1000 {
+    while terminal_count(&app.db).await < accepted {
         assert!(Instant::now() < deadline, "sagas were left unfinished");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -557,7 +568,7 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
     let dead_letters =
         stale.log_lines_with("saga dead-lettered") + other.log_lines_with("saga dead-lettered");
     println!(
-        "faults ({}): sagas {:?}; provider captured {} refunded {} held {} cents = completed orders {}; calls {:?}; \
+        "faults ({}): {accepted} of 1000 orders accepted; sagas {:?}; provider captured {} refunded {} held {} cents = completed orders {}; calls {:?}; \
          {pauses} pauses of 6 s, after which the paused worker found {takeovers} of its sagas taken over; {dead_letters} dead letters; {killed} connections killed",
         if postgres { "PostgreSQL" } else { "SQLite" },
         books.sagas_by_status,
