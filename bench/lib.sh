@@ -42,3 +42,19 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR
 
 # The change from $1 to $2, in percent: "+1.2 %".
 pct() { echo "($2 - $1) * 100 / $1" | bc -l | xargs printf '%+.1f %%'; }
+
+# $DB_NAME afresh: 10 000 products, 1 000 customers; customer 1's cart holds products
+# 1-10 (the cart read), customers 901-1000 hold 9991-10000 each (what the adds go round).
+seed_cart_fixture() {
+  psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+  DATABASE_URL="$DB_URL" "$BIN" seed --products 10000 --customers 1000 --orders 0 >/dev/null
+  psql "$DB_URL" -q >/dev/null <<'SQL'
+UPDATE products SET stock = 1000000, active = true;
+INSERT INTO carts (customer_id, tenant_id, updated_at)
+  SELECT id, tenant_id, now() FROM customers WHERE id = 1 OR id > 900 ON CONFLICT DO NOTHING;
+DELETE FROM cart_items WHERE customer_id = 1 OR customer_id > 900;
+INSERT INTO cart_items (tenant_id, customer_id, product_id, quantity, added_at)
+  SELECT c.tenant_id, c.id, p.id, 1, now() FROM customers c
+  JOIN products p ON (c.id = 1 AND p.id <= 10) OR (c.id > 900 AND p.id > 9990);
+SQL
+}

@@ -18,17 +18,7 @@ BIN=${CG_BIN:-$BIN}
 trap stop_server EXIT
 command -v valgrind >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind; }
 
-psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME" -qc "CREATE DATABASE $DB_NAME" >/dev/null
-DATABASE_URL="$DB_URL" "$BIN" seed --products 10000 --customers 1000 --orders 0 >/dev/null
-psql "$DB_URL" -q >/dev/null <<'SQL'
-UPDATE products SET stock = 1000000, active = true;
-INSERT INTO carts (customer_id, tenant_id, updated_at)
-  SELECT id, tenant_id, now() FROM customers WHERE id = 1 OR id > 900 ON CONFLICT DO NOTHING;
-DELETE FROM cart_items WHERE customer_id = 1 OR customer_id > 900;
-INSERT INTO cart_items (tenant_id, customer_id, product_id, quantity, added_at)
-  SELECT c.tenant_id, c.id, p.id, 1, now() FROM customers c
-  JOIN products p ON (c.id = 1 AND p.id <= 10) OR (c.id > 900 AND p.id > 9990);
-SQL
+seed_cart_fixture
 psql "$DB_URL" -qc "VACUUM ANALYZE" >/dev/null
 { "$BIN" token --tenant default --sub 1 --role CUSTOMER
   for c in $(seq 901 1000); do "$BIN" token --tenant default --sub "$c" --role CUSTOMER; done; } >"$OUT/tokens"
