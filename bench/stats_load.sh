@@ -56,10 +56,11 @@ for what in top sales; do
   if [ $what = top ]; then line=$(read_rps "$OUT/top.json" '"unitsSold"' "" 1); else line=$(read_rps "$OUT/sales.json" '"averageTicket"' "$STAFF" 1); fi
   ROWS+=("| $what, cached (Redis), 1 connection, no checkouts | $(field "$line" rps) | $(field "$line" p50_ms) | $(field "$line" p99_ms) | — | $(field "$line" bad) |")
 done
-# 10 connections, each waiting 20 ms - latency between checkouts: about RATE a second.
-PAUSE=$((10 * 1000 / RATE))
+# RATE checkouts a second, one every INTERVAL ms; 40 connections fill the slots as long
+# as a checkout answers within 40 intervals (80 ms at 500/s).
+INTERVAL=$(echo "1000 / $RATE" | bc -l)
 for what in top sales; do
-  wrk -t1 -c10 -d600s -s bench/paced.lua "http://127.0.0.1:$PORT" -- "$OUT/place.json" '"PENDING"' "$CUSTOMER" "$PAUSE" >/dev/null 2>&1 &
+  wrk -t1 -c40 -d600s -s bench/paced.lua "http://127.0.0.1:$PORT" -- "$OUT/place.json" '"PENDING"' "$CUSTOMER" "$INTERVAL" >/dev/null 2>&1 &
   CHECKOUT_PID=$!
   sleep 3
   before=$(completed); start=$(date +%s.%N)

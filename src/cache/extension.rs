@@ -1,15 +1,13 @@
-//! The async-graphql extension that serves cacheable root query fields from the cache
-//! and stores what their resolvers produce, with the tags of everything they embed.
+//! The cache's part of the schema's one extension (`graphql::gateway`): serves cacheable
+//! root query fields from the cache and stores what their resolvers produce, with the
+//! tags of everything they embed.
 use super::keys::{DocumentContext, entry_key};
 use super::policy::{ModulePolicy, Scope};
 use super::tags::{TagCollector, collecting};
 use super::{ALL_TAG, Cache, Lookup, Slot, module_tag};
 use crate::domain::EntityId;
 use crate::graphql::RequestContext;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextResolve,
-    ResolveInfo,
-};
+use async_graphql::extensions::{ExtensionContext, NextResolve, ResolveInfo};
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerResult, Value, Variables};
 use serde::Serialize;
@@ -17,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Plugs the cache into a schema.
+/// The cache as the schema's extension sees it.
 pub struct CacheExtension {
     cache: Cache,
 }
@@ -26,16 +24,14 @@ impl CacheExtension {
     pub fn new(cache: Cache) -> Self {
         Self { cache }
     }
-}
 
-impl ExtensionFactory for CacheExtension {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestCache {
+    pub(crate) fn per_request(&self) -> RequestCache {
+        RequestCache {
             cache: self.cache.clone(),
             whole_response_cacheable: AtomicBool::new(false),
             operation_name: Mutex::new(None),
             document: Mutex::new(None),
-        })
+        }
     }
 }
 
@@ -136,7 +132,7 @@ impl CacheTrace {
     }
 }
 
-struct RequestCache {
+pub(crate) struct RequestCache {
     cache: Cache,
     /// Whether the operation is a query whose root selections are all cacheable fields
     /// (`__typename` or an uncached field makes the response `no-store`).
@@ -177,31 +173,20 @@ fn argument_tags(
         .collect()
 }
 
-#[async_trait::async_trait]
-impl Extension for RequestCache {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+impl RequestCache {
+    /// Notes the operation the request names, for `parsed`.
+    pub(crate) fn prepare(&self, request: &Request) {
         if let Ok(mut name) = self.operation_name.lock() {
             name.clone_from(&request.operation_name);
         }
-        next.run(ctx, request).await
     }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
+    /// Learns the document: its constants (for keys) and whether every root field of the
+    /// operation is cacheable (so the whole response may be).
+    pub(crate) fn parsed(&self, doc: &ExecutableDocument, variables: &Variables) {
         let operation = self.operation_name.lock().ok().and_then(|n| n.clone());
-        let context = DocumentContext::new(&doc, operation.as_deref(), variables);
-        let cacheable = context.only_fields(&doc, operation.as_deref(), |name| {
+        let context = DocumentContext::new(doc, operation.as_deref(), variables);
+        let cacheable = context.only_fields(doc, operation.as_deref(), |name| {
             self.cache.policy().fields.contains_key(name)
         });
         if let Ok(mut slot) = self.document.lock() {
@@ -209,19 +194,23 @@ impl Extension for RequestCache {
         }
         self.whole_response_cacheable
             .store(cacheable, Ordering::Relaxed);
-        Ok(doc)
     }
 
-    async fn resolve(
+    /// Whether `resolve` may answer the field from the cache: only root fields of queries
+    /// can be; list items and nested fields pass through.
+    pub(crate) fn may_serve(info: &ResolveInfo<'_>) -> bool {
+        info.path_node.parent.is_none() && info.parent_type == "Query"
+    }
+
+    /// Resolves one field: a cacheable root query field from the cache (or its resolver,
+    /// storing the result); any other field by its resolver alone.
+    pub(crate) async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        // Only root fields of queries; list items and nested fields pass through.
-        // Checked before anything else: this hook runs for every field of a response.
-        let is_root_query = info.path_node.parent.is_none() && info.parent_type == "Query";
-        if !is_root_query {
+        if !Self::may_serve(&info) {
             return next.run(ctx, info).await;
         }
         let trace = ctx.data_opt::<Arc<CacheTrace>>();

@@ -22,6 +22,7 @@ mod stats;
 mod tags;
 
 pub use backend::{Backend, BackendState, EntryInfo, Found};
+pub(crate) use extension::RequestCache;
 pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
 pub use keys::{selected_operation, tenant_prefix};
 pub use memory::MemoryBackend;

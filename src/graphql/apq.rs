@@ -1,4 +1,5 @@
-//! Automatic persisted queries (Apollo APQ): async-graphql's `ApolloPersistedQueries`
+//! Automatic persisted queries (Apollo APQ): the protocol of async-graphql's
+//! `ApolloPersistedQueries` (`expand`, called by the schema's one extension, `gateway`),
 //! with a store that is Redis when configured (`{prefix}:apq:{sha256}`, so every
 //! instance knows a hash any of them registered; one key per call, so any topology,
 //! cluster included, serves it) or an in-process LRU.
@@ -11,8 +12,10 @@ use super::measure::check;
 use crate::redis_topology::RedisConn;
 use async_graphql::extensions::apollo_persisted_queries::CacheStorage;
 use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Request, ServerError, ServerResult};
 use lru::LruCache;
 use redis::AsyncCommands;
+use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
 /// Largest serialized document kept.
@@ -76,6 +79,52 @@ fn is_sha256(key: &str) -> bool {
 
 fn redis_key(prefix: &str, hash: &str) -> String {
     format!("{prefix}:apq:{hash}")
+}
+
+/// The `persistedQuery` request extension, as Apollo clients send it.
+#[derive(serde::Deserialize)]
+struct PersistedQuery {
+    version: i32,
+    #[serde(rename = "sha256Hash")]
+    sha256_hash: String,
+}
+
+/// Turns a persisted-query request into one carrying its document: a hash alone is looked
+/// up (`PersistedQueryNotFound` tells the client to send the text), a hash with its text
+/// registers the document. Requests without the extension pass unchanged.
+pub async fn expand(store: &ApqStore, mut request: Request) -> ServerResult<Request> {
+    let Some(value) = request.extensions.remove("persistedQuery") else {
+        return Ok(request);
+    };
+    let persisted: PersistedQuery = async_graphql::from_value(value).map_err(|_| {
+        ServerError::new("Invalid \"PersistedQuery\" extension configuration.", None)
+    })?;
+    if persisted.version != 1 {
+        return Err(ServerError::new(
+            format!(
+                "Only the \"PersistedQuery\" extension of version \"1\" is supported, and the current version is \"{}\".",
+                persisted.version
+            ),
+            None,
+        ));
+    }
+    if request.query.is_empty() {
+        let doc = store
+            .get(persisted.sha256_hash)
+            .await
+            .ok_or_else(|| ServerError::new("PersistedQueryNotFound", None))?;
+        request.set_parsed_query(doc);
+        return Ok(request);
+    }
+    let hash = format!("{:x}", Sha256::digest(request.query.as_bytes()));
+    if persisted.sha256_hash != hash {
+        return Err(ServerError::new("provided sha does not match query", None));
+    }
+    let doc = async_graphql::parser::parse_query(&request.query)?;
+    store.set(hash, doc.clone()).await;
+    request.query = String::new();
+    request.set_parsed_query(doc);
+    Ok(request)
 }
 
 #[async_trait::async_trait]

@@ -1,29 +1,27 @@
 //! Query limits: abusive documents are refused with `QUERY_TOO_COMPLEX` before any
 //! resolver runs.
 //!
-//! The document is measured (`measure.rs`) in `prepare_request`: after APQ has turned a
-//! hash into a document, and before async-graphql's own checks, some of which walk every
-//! fragment spread and so take exponential time on a "fragment bomb". The same hook
-//! notes the operation's type for the HTTP layer and refuses a mutation sent by GET.
+//! The document is measured (`measure.rs`) when the request is prepared (`gateway`):
+//! after APQ has turned a hash into a document, and before async-graphql's own checks,
+//! some of which walk every fragment spread and so take exponential time on a "fragment
+//! bomb". The same step notes the operation's type for the HTTP layer and refuses a
+//! mutation sent by GET.
 //!
-//! The same extension holds the operation's response order (`selection_order`), worked
-//! out from the document measured here and applied in `execute` and `subscribe`: one
-//! extension rather than two, as each costs a boxed future per resolved field.
+//! An operation's limits also hold its response order (`selection_order`), worked out
+//! from the document measured here and applied to the response and to every event of a
+//! subscription.
 //!
 //! async-graphql then computes the real complexity (lists weighted by `first`/`limit`,
 //! see the `complexity` attributes on list fields) and depth during validation; its
-//! errors for those carry no code, so the `validation` hook adds `QUERY_TOO_COMPLEX`.
+//! errors for those carry no code, so `tag_limit_error` adds `QUERY_TOO_COMPLEX`.
 use super::documents::DocumentCache;
 use super::selection_order::ResponseOrder;
 use super::socket_budget::{SocketBudget, SubscriptionSlot};
 use async_graphql::Response;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextSubscribe, NextValidation,
-};
+use async_graphql::extensions::ExtensionContext;
+use async_graphql::parser;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult, ValidationResult};
-use async_graphql::{Variables, parser};
+use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult};
 use futures_util::stream::BoxStream;
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,7 +137,7 @@ pub fn measure_document(query: &str, limits: &Limits) -> ServerResult<Executable
 }
 
 /// Adds the code to async-graphql's own limit errors (depth, complexity, recursion).
-fn tag_limit_error(mut err: ServerError) -> ServerError {
+pub(super) fn tag_limit_error(mut err: ServerError) -> ServerError {
     let is_limit = err.extensions.is_none()
         && (err.message == "Query is too complex."
             || err.message == "Query is nested too deep."
@@ -152,7 +150,7 @@ fn tag_limit_error(mut err: ServerError) -> ServerError {
     err
 }
 
-/// The limits extension: one per schema, holding the documents it parsed.
+/// The limits of a schema, holding the documents it parsed.
 pub struct QueryLimits {
     limits: Limits,
     documents: Arc<DocumentCache>,
@@ -165,35 +163,34 @@ impl QueryLimits {
             documents: Arc::new(DocumentCache::new(limits)),
         }
     }
-}
 
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestLimits {
+    pub(super) fn per_operation(&self) -> OperationLimits {
+        OperationLimits {
             limits: self.limits,
             documents: self.documents.clone(),
             subscription: Mutex::default(),
             order: ResponseOrder::default(),
-        })
+        }
     }
 }
 
-/// One operation's limits. The extension lives as long as the operation's response
-/// stream, so a subscription's slot on its socket is held here until the stream ends.
-struct RequestLimits {
+/// One operation's limits. They live as long as the operation's response stream, so a
+/// subscription's slot on its socket is held here until the stream ends.
+pub(super) struct OperationLimits {
     limits: Limits,
     documents: Arc<DocumentCache>,
     subscription: Mutex<Option<SubscriptionSlot>>,
     order: ResponseOrder,
 }
 
-#[async_trait::async_trait]
-impl Extension for RequestLimits {
-    async fn prepare_request(
+impl OperationLimits {
+    /// Measures the request's document (parsing it, or copying one parsed before), notes
+    /// its operation type, refuses a mutation sent by GET, takes a socket's subscription
+    /// slot and learns the response order.
+    pub(super) fn prepare(
         &self,
         ctx: &ExtensionContext<'_>,
         mut request: Request,
-        next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         // An operation on a WebSocket is refused by the rate limit before it costs a parse.
         let socket = ctx.data_opt::<SocketBudget>();
@@ -241,49 +238,20 @@ impl Extension for RequestLimits {
             &ctx.schema_env.registry,
             self.limits.nesting(),
         );
-        next.run(ctx, request).await
+        Ok(request)
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        self.order.apply(&mut response);
-        response
+    /// Puts a response's fields in the order of the selection set.
+    pub(super) fn order(&self, response: &mut Response) {
+        self.order.apply(response);
     }
 
-    fn subscribe<'s>(
+    /// The same for each event of a subscription.
+    pub(super) fn order_events<'s>(
         &self,
-        ctx: &ExtensionContext<'_>,
         stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        next.run(ctx, self.order.subscription(stream))
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(tag_limit_error)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx)
-            .await
-            .map_err(|errors| errors.into_iter().map(tag_limit_error).collect())
+        self.order.subscription(stream)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod context;
 mod documents;
 #[cfg(test)]
 mod field_policy;
+mod gateway;
 pub mod limits;
 pub mod loaders;
 mod measure;

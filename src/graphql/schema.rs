@@ -4,13 +4,13 @@ use super::admin::{AdminMutation, AdminQuery};
 use super::apq::ApqStore;
 use super::catalog::{CatalogMutation, CatalogQuery};
 use super::context::Services;
+use super::gateway::Gateway;
 pub use super::limits::Limits;
 use super::limits::QueryLimits;
 use super::orders::{OrdersMutation, OrdersQuery, Subscription};
 use super::people::{PeopleMutation, PeopleQuery};
 use super::stats::StatsQuery;
 use crate::cache::{FieldCache, FieldDeclarations};
-use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 /// The Query root, merged from one object per domain. Each part must declare the cache
@@ -62,16 +62,14 @@ pub(super) fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscrip
     }
 }
 
-/// Extensions run in this order: APQ turns a hash into a document, the limits refuse
-/// abusive documents, the cache serves and stores resolver results; with traces on,
+/// One extension, the gateway: APQ turns a hash into a document, the limits refuse
+/// abusive documents, the cache serves and stores resolver results. With traces on,
 /// async-graphql's spans of parsing, validation and every resolver that runs (a field
 /// the cache answers runs none).
 pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSchema {
-    let cache = services.cache.clone();
-    let mut builder = builder(limits)
-        .extension(ApolloPersistedQueries::new(persisted))
-        .extension(QueryLimits::new(limits))
-        .extension(crate::cache::CacheExtension::new(cache));
+    let cache = crate::cache::CacheExtension::new(services.cache.clone());
+    let mut builder =
+        builder(limits).extension(Gateway::new(persisted, QueryLimits::new(limits), cache));
     if crate::traces::enabled() {
         builder = builder.extension(async_graphql::extensions::Tracing);
     }
