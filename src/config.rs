@@ -59,6 +59,18 @@ pub struct Settings {
     )]
     pub db_max_connections: u32,
 
+    /// Connections the pool keeps open (at most DB_MAX_CONNECTIONS), reopened in the
+    /// background: a request that finds none idle waits for a new one's connect and TLS
+    /// handshake (tens of milliseconds) instead.
+    #[arg(
+        long,
+        env = "DB_MIN_CONNECTIONS",
+        value_name = "DB_MIN_CONNECTIONS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub db_min_connections: u32,
+
     /// redis://…; unset = in-process cache, pub/sub and queue.
     #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,

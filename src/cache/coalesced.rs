@@ -103,9 +103,13 @@ mod tests {
     /// rows (which would let another instance replay it) deleted.
     #[tokio::test]
     async fn coalesced_tags_wait_for_the_round_and_keep_their_rows_until_then() {
-        let db = crate::db::connect("sqlite::memory:", 1, Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = crate::db::connect(
+            "sqlite::memory:",
+            crate::db::PoolSize { min: 1, max: 1 },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         crate::db::migrate(&db)
             .await
             .unwrap_or_else(|e| panic!("{e}"));

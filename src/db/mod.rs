@@ -12,6 +12,13 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
+/// How many PostgreSQL connections a process holds: at most `max`, and `min` kept open.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    pub min: u32,
+    pub max: u32,
+}
+
 /// How long a pooled connection may sit idle before it is pinged on its way out.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
@@ -21,7 +28,7 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// busy timeout.
 pub async fn connect(
     url: &str,
-    max_connections: u32,
+    pool: PoolSize,
     statement_timeout: Duration,
 ) -> anyhow::Result<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
@@ -47,7 +54,9 @@ pub async fn connect(
         // instead of failing with SQLITE_BUSY, and keeps an in-memory database alive.
         options.max_connections(1).min_connections(1);
     } else {
-        options.max_connections(max_connections).min_connections(1);
+        options
+            .max_connections(pool.max)
+            .min_connections(pool.min.min(pool.max));
     }
     let mut db = Database::connect(options).await.with_context(|| {
         format!(
@@ -89,7 +98,10 @@ pub fn is_transient(err: &DbErr) -> bool {
 pub async fn connect_with(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     connect(
         &settings.database_url(),
-        settings.db_max_connections,
+        PoolSize {
+            min: settings.db_min_connections,
+            max: settings.db_max_connections,
+        },
         Duration::from_millis(settings.db_statement_timeout_ms),
     )
     .await

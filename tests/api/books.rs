@@ -141,9 +141,22 @@ pub async fn check_books(
             );
         }
     }
-    let differences = shopgraph::services::stats::tally::verify(db)
-        .await
-        .unwrap_or_else(|e| panic!("check statistics: {e}"));
+    // The check rebuilds the aggregates in a transaction it rolls back. On SQLite a
+    // server still running (its outbox round, say) can take the write lock between the
+    // check's read and its first write, which SQLite refuses at once (busy) instead of
+    // waiting: tried again until a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let differences = loop {
+        match shopgraph::services::stats::tally::verify(db).await {
+            Ok(differences) => break differences,
+            Err(shopgraph::error::AppError::Unavailable(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("check statistics: {e}"),
+        }
+    };
     assert!(
         differences.is_empty(),
         "the statistics' aggregates differ from the orders: {differences:#?}"

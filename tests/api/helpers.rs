@@ -83,6 +83,8 @@ pub async fn test_settings() -> Settings {
         bind_addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         database_url: Some(fresh_database_url().await),
         db_max_connections: 5,
+        // Many test servers run at once against one PostgreSQL.
+        db_min_connections: 1,
         redis_url: test_redis_url().await,
         redis_replica_urls: Vec::new(),
         redis_sentinels: Vec::new(),
