@@ -17,6 +17,7 @@ mod http;
 mod identity_helpers;
 mod identity_provider;
 mod n_plus_one;
+mod pool;
 mod protection;
 mod recovery;
 mod redis;
