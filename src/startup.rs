@@ -123,7 +123,8 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<(AppState, Worke
         Some(provider) => Some(ExternalIssuer::start(provider).context("JWT_JWKS_URL")?),
         None => None,
     };
-    let checkout = build_engine(settings, &db, &cache)?;
+    let sagas_db = crate::db::connect_for_sagas(settings, Some(&db)).await?;
+    let checkout = build_engine(settings, &sagas_db, &cache)?;
     let workers = checkout.spawn_workers(settings.worker_concurrency);
     spawn_idempotency_purge(db.clone());
     spawn_guest_cart_purge(
@@ -303,7 +304,7 @@ pub async fn run_workers(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     settings.validate()?;
-    let db = crate::db::connect_with(&settings).await?;
+    let db = crate::db::connect_for_sagas(&settings, None).await?;
     crate::db::migrate(&db).await?;
     let cache = build_cache(&settings)?;
     cache.keep_refused_invalidations_in(db.clone());

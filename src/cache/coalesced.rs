@@ -105,7 +105,11 @@ mod tests {
     async fn coalesced_tags_wait_for_the_round_and_keep_their_rows_until_then() {
         let db = crate::db::connect(
             "sqlite::memory:",
-            crate::db::PoolSize { min: 1, max: 1 },
+            crate::db::PoolSettings {
+                min: 1,
+                max: 1,
+                ping: crate::db::Ping::EveryAcquire,
+            },
             Duration::from_secs(5),
         )
         .await

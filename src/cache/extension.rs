@@ -141,12 +141,6 @@ pub(crate) struct RequestCache {
     document: Mutex<Option<Arc<DocumentContext>>>,
 }
 
-impl RequestCache {
-    fn document(&self) -> Option<Arc<DocumentContext>> {
-        self.document.lock().ok().and_then(|d| d.clone())
-    }
-}
-
 /// Tags the field's declaration reads from its id arguments (`product(id: 5)` depends on
 /// `product:5` even when it resolved to null).
 fn argument_tags(
@@ -194,6 +188,19 @@ impl RequestCache {
         }
         self.whole_response_cacheable
             .store(cacheable, Ordering::Relaxed);
+    }
+
+    fn document(&self) -> Option<Arc<DocumentContext>> {
+        self.document.lock().ok().and_then(|d| d.clone())
+    }
+
+    fn ttl_for(&self, policy: &ModulePolicy, value: &Value) -> Duration {
+        let policy_all = self.cache.policy();
+        if matches!(value, Value::Null) {
+            policy_all.negative_ttl
+        } else {
+            policy_all.jittered(policy.ttl)
+        }
     }
 
     /// Whether `resolve` may answer the field from the cache: only root fields of queries
@@ -298,17 +305,6 @@ impl RequestCache {
             trace.record(&response_key, policy.module, outcome);
         }
         result
-    }
-}
-
-impl RequestCache {
-    fn ttl_for(&self, policy: &ModulePolicy, value: &Value) -> Duration {
-        let policy_all = self.cache.policy();
-        if matches!(value, Value::Null) {
-            policy_all.negative_ttl
-        } else {
-            policy_all.jittered(policy.ttl)
-        }
     }
 }
 

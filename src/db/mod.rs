@@ -12,15 +12,32 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
-/// How many PostgreSQL connections a process holds: at most `max`, and `min` kept open.
+/// A PostgreSQL pool: at most `max` connections, `min` kept open, and when one is tested
+/// before it is handed out.
 #[derive(Debug, Clone, Copy)]
-pub struct PoolSize {
+pub struct PoolSettings {
     pub min: u32,
     pub max: u32,
+    pub ping: Ping,
 }
 
-/// How long a pooled connection may sit idle before it is pinged on its way out.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+/// When the pool tests a connection (a round trip) before handing it out.
+#[derive(Debug, Clone, Copy)]
+pub enum Ping {
+    /// Every time: a connection PostgreSQL dropped is replaced, never used.
+    EveryAcquire,
+    /// Only after it sat idle this long: a dropped connection that was in use a moment
+    /// before fails the next statement on it (UNAVAILABLE, which clients retry).
+    AfterIdle(Duration),
+}
+
+/// The API's reads and writes skip the test of busy connections: it was a round trip per
+/// statement, a third of an uncached page's latency (BENCHMARKS.md, session 9). Idle ones
+/// (the kind a restart, a proxy or a firewall drops) are still tested.
+const API_PING: Ping = Ping::AfterIdle(Duration::from_secs(1));
+
+/// The checkout engine's connections on an instance that runs no workers.
+const ACCEPTING_CONNECTIONS: u32 = 4;
 
 /// Connects, counting every statement for the request that ran it. A statement that
 /// waits longer than `statement_timeout` (a lock held by a stuck or paused process)
@@ -28,7 +45,7 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// busy timeout.
 pub async fn connect(
     url: &str,
-    pool: PoolSize,
+    pool: PoolSettings,
     statement_timeout: Duration,
 ) -> anyhow::Result<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
@@ -39,12 +56,10 @@ pub async fn connect(
     options
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
-        // sqlx pings every connection it hands out by default: one more round trip per
-        // statement, half of the round trips of a request's reads. A connection in use
-        // within the last second is handed out as it is; one idle longer (the kind a
-        // server restart, a proxy or a firewall drops) is still tested first.
-        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .sqlx_logging(false);
+    if let Ping::AfterIdle(idle) = pool.ping {
+        options.test_before_acquire_if_idle_for(idle);
+    }
     let millis = statement_timeout.as_millis().to_string();
     options
         .map_sqlx_postgres_opts(move |pg| pg.options([("statement_timeout", millis.as_str())]))
@@ -95,12 +110,46 @@ pub fn is_transient(err: &DbErr) -> bool {
     }
 }
 
+/// The pool of the API's requests and the instance's housekeeping.
 pub async fn connect_with(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     connect(
         &settings.database_url(),
-        PoolSize {
+        PoolSettings {
             min: settings.db_min_connections,
             max: settings.db_max_connections,
+            ping: API_PING,
+        },
+        Duration::from_millis(settings.db_statement_timeout_ms),
+    )
+    .await
+}
+
+/// The pool of the checkout engine: its workers and the acceptance of orders. Every
+/// connection is tested before use. A saga step that meets a dropped connection is put
+/// back with a growing backoff, and a batch whose read fails waits for its lease to
+/// expire; untested, a PostgreSQL connection killed every 200 ms left sagas unfinished
+/// after three minutes (`checkout_faults`). An instance without workers only accepts
+/// orders here, with a few connections. On SQLite, whose one writer every part shares,
+/// this is `shared`.
+pub async fn connect_for_sagas(
+    settings: &Settings,
+    shared: Option<&DatabaseConnection>,
+) -> anyhow::Result<DatabaseConnection> {
+    if let Some(shared) = shared
+        && shared.get_database_backend() != sea_orm::DatabaseBackend::Postgres
+    {
+        return Ok(shared.clone());
+    }
+    connect(
+        &settings.database_url(),
+        PoolSettings {
+            min: 1,
+            max: if settings.worker_concurrency == 0 {
+                settings.db_max_connections.min(ACCEPTING_CONNECTIONS)
+            } else {
+                settings.db_max_connections
+            },
+            ping: Ping::EveryAcquire,
         },
         Duration::from_millis(settings.db_statement_timeout_ms),
     )
