@@ -7,6 +7,7 @@
 //! `MAX_PER_TENANT` rows waiting has them replaced by one invalidation of its whole
 //! cache, so the table stays small through a long outage.
 use crate::db::entities::cache_outbox;
+use crate::db::in_list::padded;
 use crate::domain::TenantId;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -79,7 +80,7 @@ pub async fn waiting(
 ) -> Result<Vec<Waiting>, DbErr> {
     let mut due = Condition::any().add(cache_outbox::Column::CreatedAt.lt(before));
     if !also.is_empty() {
-        due = due.add(cache_outbox::Column::Id.is_in(also.iter().copied()));
+        due = due.add(cache_outbox::Column::Id.is_in(padded(also.iter().copied())));
     }
     let rows = cache_outbox::Entity::find()
         .filter(due)
@@ -142,7 +143,7 @@ pub async fn remove(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
         return Ok(());
     }
     cache_outbox::Entity::delete_many()
-        .filter(cache_outbox::Column::Id.is_in(ids.iter().copied()))
+        .filter(cache_outbox::Column::Id.is_in(padded(ids.iter().copied())))
         .exec(db)
         .await?;
     Ok(())

@@ -5,6 +5,7 @@ use super::model::{Line, Payload, PaymentMethod, SagaKind, SagaStatus, StepStatu
 use super::worker::Engine;
 use crate::auth::Actor;
 use crate::db::entities::{cart_items, customers, orders, products, saga_steps, sagas};
+use crate::db::in_list::padded;
 use crate::domain::{Email, EntityId, MAX_QUANTITY, Quantity};
 use crate::error::{AppError, AppResult};
 use chrono::Utc;
@@ -305,7 +306,7 @@ async fn priced_lines(
     let found = products::Entity::find()
         .filter(products::Column::TenantId.eq(actor.tenant.as_str()))
         .filter(products::Column::Active.eq(true))
-        .filter(products::Column::Id.is_in(wanted.iter().map(|(id, _)| id.get())))
+        .filter(products::Column::Id.is_in(padded(wanted.iter().map(|(id, _)| id.get()))))
         .all(db)
         .await?;
     wanted

@@ -13,6 +13,7 @@
 //! costs a speculative insertion per row and index, which every checkout would pay.
 use super::model::{SagaKind, SagaStatus, StepStatus};
 use crate::db::entities::sagas;
+use crate::db::in_list::padded;
 use chrono::Utc;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
@@ -133,7 +134,7 @@ async fn write_once(
             .collect();
         if !missing.is_empty() {
             let found: HashMap<String, sagas::Model> = sagas::Entity::find()
-                .filter(sagas::Column::RequestId.is_in(missing))
+                .filter(sagas::Column::RequestId.is_in(padded(missing)))
                 .all(db)
                 .await?
                 .into_iter()

@@ -7,6 +7,7 @@
 //! and claims skip locked rows, so no claim lands in the middle of a step.
 use super::model::SagaStatus;
 use crate::db::entities::sagas;
+use crate::db::in_list::padded;
 use chrono::Utc;
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -168,6 +169,7 @@ impl Lease {
             return Ok(HashSet::new());
         }
         let backend = DatabaseBackend::Postgres;
+        let ids = padded(ids.iter().copied());
         let query = format!(
             "SELECT id FROM sagas WHERE fence = $1 AND status NOT IN ({}) AND id IN ({}) \
              ORDER BY id FOR NO KEY UPDATE",
@@ -207,6 +209,7 @@ impl Lease {
             return Ok(HashSet::new());
         }
         let backend = conn.get_database_backend();
+        let ids = padded(ids.iter().copied());
         let query = format!(
             "UPDATE sagas SET lease_until = {} \
              WHERE fence = {} AND status NOT IN ({}) AND id IN ({}) RETURNING id",

@@ -14,6 +14,7 @@ use super::model::{OrderStatus, Payload, SagaKind, SagaStatus, SagaStepName, Ste
 use super::steps::{self, Ctx, Member, Opening, Outcomes, Verdict, Work};
 use crate::cache::Cache;
 use crate::db::entities::{saga_steps, sagas};
+use crate::db::in_list::padded;
 use crate::services::stats::tally;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
@@ -275,7 +276,7 @@ impl Engine {
             HashMap::new()
         } else {
             sagas::Entity::find()
-                .filter(sagas::Column::Id.is_in(stale.iter().copied()))
+                .filter(sagas::Column::Id.is_in(padded(stale.iter().copied())))
                 .filter(sagas::Column::Fence.eq(lease.fence))
                 .all(&self.db)
                 .await?
@@ -722,7 +723,7 @@ impl Engine {
                 .col_expr(sagas::Column::Status, Expr::value(status.as_str()))
                 .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
                 .col_expr(sagas::Column::LeaseUntil, Expr::value(Option::<i64>::None))
-                .filter(sagas::Column::Id.is_in(ids));
+                .filter(sagas::Column::Id.is_in(padded(ids)));
             if let Some(error) = error {
                 update = update.col_expr(
                     sagas::Column::Error,
@@ -788,7 +789,7 @@ async fn load_steps_of(
     ids: &[i64],
 ) -> Result<HashMap<i64, Vec<(SagaStepName, StepStatus, i32)>>, DbErr> {
     let rows = saga_steps::Entity::find()
-        .filter(saga_steps::Column::SagaId.is_in(ids.iter().copied()))
+        .filter(saga_steps::Column::SagaId.is_in(padded(ids.iter().copied())))
         .order_by_asc(saga_steps::Column::SagaId)
         .order_by_asc(saga_steps::Column::Position)
         .all(db)
@@ -811,7 +812,7 @@ async fn load_steps_of(
 /// The first failed step's error of each saga, as "STEP: reason".
 async fn first_errors(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i64, String>, DbErr> {
     let failed = saga_steps::Entity::find()
-        .filter(saga_steps::Column::SagaId.is_in(ids.iter().copied()))
+        .filter(saga_steps::Column::SagaId.is_in(padded(ids.iter().copied())))
         .filter(saga_steps::Column::Status.eq(StepStatus::Failed.as_str()))
         .order_by_asc(saga_steps::Column::Position)
         .all(db)

@@ -2,6 +2,7 @@
 //! statement counter and the SeaORM entities.
 pub mod dialect;
 pub mod entities;
+pub mod in_list;
 mod statements;
 
 pub use statements::{StatementCounter, count_statements, current as current_statement_counter};

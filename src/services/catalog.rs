@@ -2,6 +2,7 @@
 use super::{Changed, Cursor, Page, PageRequest, tags};
 use crate::auth::Actor;
 use crate::db::entities::{categories, products};
+use crate::db::in_list::padded;
 use crate::domain::{CategoryName, EntityId, Money, ProductName, Sku, Slug, Stock};
 use crate::error::{AppError, AppResult, DbResultExt};
 use chrono::Utc;
@@ -77,7 +78,7 @@ pub async fn products_by_ids(
 ) -> Result<Vec<products::Model>, sea_orm::DbErr> {
     products::Entity::find()
         .filter(products::Column::TenantId.eq(tenant))
-        .filter(products::Column::Id.is_in(ids.iter().copied()))
+        .filter(products::Column::Id.is_in(padded(ids.iter().copied())))
         .all(db)
         .await
 }

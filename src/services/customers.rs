@@ -2,6 +2,7 @@
 use super::{Changed, Cursor, Page, PageRequest, tags};
 use crate::auth::Actor;
 use crate::db::entities::{carts, customers, tenants};
+use crate::db::in_list::padded;
 use crate::domain::{Email, EntityId, PersonName, TenantId};
 use crate::error::{AppError, AppResult, DbResultExt, Violation};
 use chrono::Utc;
@@ -63,7 +64,7 @@ pub async fn customers_by_ids(
 ) -> Result<Vec<customers::Model>, sea_orm::DbErr> {
     customers::Entity::find()
         .filter(customers::Column::TenantId.eq(tenant))
-        .filter(customers::Column::Id.is_in(ids.iter().copied()))
+        .filter(customers::Column::Id.is_in(padded(ids.iter().copied())))
         .all(db)
         .await
 }
@@ -75,7 +76,7 @@ pub async fn carts_by_customer_ids(
 ) -> Result<Vec<carts::Model>, sea_orm::DbErr> {
     carts::Entity::find()
         .filter(carts::Column::TenantId.eq(tenant))
-        .filter(carts::Column::CustomerId.is_in(ids.iter().copied()))
+        .filter(carts::Column::CustomerId.is_in(padded(ids.iter().copied())))
         .all(db)
         .await
 }

@@ -3,6 +3,7 @@ use super::{Cursor, Page, PageRequest};
 use crate::auth::Actor;
 use crate::checkout::model::{OrderStatus, SagaStatus};
 use crate::db::entities::{order_items, orders, saga_steps, sagas};
+use crate::db::in_list::padded;
 use crate::domain::EntityId;
 use crate::error::AppResult;
 use sea_orm::{
@@ -137,7 +138,7 @@ pub async fn orders_by_ids(
 ) -> Result<Vec<orders::Model>, DbErr> {
     orders::Entity::find()
         .filter(orders::Column::TenantId.eq(tenant))
-        .filter(orders::Column::Id.is_in(ids.iter().copied()))
+        .filter(orders::Column::Id.is_in(padded(ids.iter().copied())))
         .all(db)
         .await
 }
@@ -149,7 +150,7 @@ pub async fn items_by_orders(
 ) -> Result<Vec<order_items::Model>, DbErr> {
     order_items::Entity::find()
         .filter(order_items::Column::TenantId.eq(tenant))
-        .filter(order_items::Column::OrderId.is_in(ids.iter().copied()))
+        .filter(order_items::Column::OrderId.is_in(padded(ids.iter().copied())))
         .order_by_asc(order_items::Column::Id)
         .all(db)
         .await
@@ -162,7 +163,7 @@ pub async fn sagas_by_ids(
 ) -> Result<Vec<sagas::Model>, DbErr> {
     sagas::Entity::find()
         .filter(sagas::Column::TenantId.eq(tenant))
-        .filter(sagas::Column::Id.is_in(ids.iter().copied()))
+        .filter(sagas::Column::Id.is_in(padded(ids.iter().copied())))
         .all(db)
         .await
 }
@@ -174,7 +175,7 @@ pub async fn steps_by_sagas(
     ids: &[i64],
 ) -> Result<Vec<saga_steps::Model>, DbErr> {
     saga_steps::Entity::find()
-        .filter(saga_steps::Column::SagaId.is_in(ids.iter().copied()))
+        .filter(saga_steps::Column::SagaId.is_in(padded(ids.iter().copied())))
         .order_by_asc(saga_steps::Column::Position)
         .all(db)
         .await

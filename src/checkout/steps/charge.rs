@@ -8,6 +8,7 @@ use crate::checkout::gateway::{
 };
 use crate::checkout::model::SagaStepName;
 use crate::db::entities::payments;
+use crate::db::in_list::padded;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -32,7 +33,7 @@ async fn payments_of<C: ConnectionTrait>(
     checkouts: impl IntoIterator<Item = i64>,
 ) -> Result<HashMap<i64, payments::Model>, DbErr> {
     Ok(payments::Entity::find()
-        .filter(payments::Column::SagaId.is_in(checkouts))
+        .filter(payments::Column::SagaId.is_in(padded(checkouts)))
         .all(conn)
         .await?
         .into_iter()
@@ -187,7 +188,7 @@ pub(super) async fn record_refunds(
         payments::Entity::update_many()
             .col_expr(payments::Column::Status, Expr::value(REFUNDED))
             .col_expr(payments::Column::UpdatedAt, Expr::value(now))
-            .filter(payments::Column::SagaId.is_in(refunded))
+            .filter(payments::Column::SagaId.is_in(padded(refunded)))
             .filter(payments::Column::Status.eq(CAPTURED))
             .exec(txn)
             .await?;

@@ -25,6 +25,7 @@ use super::invalidation::{self, Recorded};
 use super::lease::Lease;
 use super::model::{Payload, SagaKind, SagaStatus, SagaStepName, StepStatus};
 use crate::db::entities::{saga_steps, sagas};
+use crate::db::in_list::padded;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -289,7 +290,7 @@ pub async fn enter_status(
         )
         .col_expr(sagas::Column::UpdatedAt, Expr::value(Utc::now()))
         .col_expr(sagas::Column::LeaseUntil, Expr::value(lease.until()))
-        .filter(sagas::Column::Id.is_in(changing))
+        .filter(sagas::Column::Id.is_in(padded(changing)))
         .exec(txn)
         .await?;
     Ok(())
@@ -359,7 +360,7 @@ pub async fn count_attempts<C: ConnectionTrait>(
             Expr::col(saga_steps::Column::Attempts).add(1),
         )
         .col_expr(saga_steps::Column::StartedAt, Expr::value(Utc::now()))
-        .filter(saga_steps::Column::SagaId.is_in(sagas.iter().copied()))
+        .filter(saga_steps::Column::SagaId.is_in(padded(sagas.iter().copied())))
         .filter(saga_steps::Column::Name.eq(step.as_str()))
         .exec(conn)
         .await?;
@@ -379,7 +380,7 @@ pub async fn set_steps<C: ConnectionTrait>(
     }
     let mut update = saga_steps::Entity::update_many()
         .col_expr(saga_steps::Column::Status, Expr::value(status.as_str()))
-        .filter(saga_steps::Column::SagaId.is_in(sagas.iter().copied()))
+        .filter(saga_steps::Column::SagaId.is_in(padded(sagas.iter().copied())))
         .filter(saga_steps::Column::Name.eq(step.as_str()));
     if !matches!(status, StepStatus::Running | StepStatus::Compensating) {
         update = update.col_expr(saga_steps::Column::FinishedAt, Expr::value(Utc::now()));
@@ -423,7 +424,7 @@ where
     Ok(E::find()
         .select_only()
         .column(saga)
-        .filter(saga.is_in(ids))
+        .filter(saga.is_in(padded(ids)))
         .filter(condition)
         .into_tuple::<i64>()
         .all(conn)

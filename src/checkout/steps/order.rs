@@ -5,6 +5,7 @@ use super::{Member, Verdict, insert_all, sagas_with};
 use crate::checkout::model::{OrderStatus, Payload};
 use crate::db::dialect::{Dialect, placeholders};
 use crate::db::entities::{cart_items, order_items, orders, sagas};
+use crate::db::in_list::padded;
 use crate::services::stats::tally;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
@@ -60,7 +61,7 @@ pub(super) async fn create(
     let order_of: HashMap<i64, i64> = orders::Entity::find()
         .select_only()
         .columns([orders::Column::SagaId, orders::Column::Id])
-        .filter(orders::Column::SagaId.is_in(todo_ids.iter().copied()))
+        .filter(orders::Column::SagaId.is_in(padded(todo_ids.iter().copied())))
         .into_tuple::<(i64, i64)>()
         .all(txn)
         .await?
@@ -92,7 +93,7 @@ pub(super) async fn create(
             sagas::Column::OrderId,
             Expr::cust("(SELECT orders.id FROM orders WHERE orders.saga_id = sagas.id)"),
         )
-        .filter(sagas::Column::Id.is_in(todo_ids))
+        .filter(sagas::Column::Id.is_in(padded(todo_ids)))
         .exec(txn)
         .await?;
     for member in todo.iter().filter(|m| m.payload.clear_cart) {
@@ -201,6 +202,7 @@ pub async fn set_status(
     } else {
         ""
     };
+    let sagas = padded(sagas.iter().copied());
     values.extend(sagas.iter().map(|&id| Value::from(id)));
     values.push(from.as_str().into());
     let sql = format!(

@@ -4,6 +4,7 @@
 //! movements' unique index (saga, product, kind) makes "once" a database rule.
 use super::{Member, Verdict, insert_all, sagas_with};
 use crate::db::entities::{products, stock_movements};
+use crate::db::in_list::padded;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
@@ -31,7 +32,7 @@ pub(super) async fn reserve(
             stock_movements::Column::Kind,
         ])
         .distinct()
-        .filter(stock_movements::Column::SagaId.is_in(members.iter().map(Member::id)))
+        .filter(stock_movements::Column::SagaId.is_in(padded(members.iter().map(Member::id))))
         .filter(stock_movements::Column::Kind.is_in([RESERVE, RELEASE]))
         .into_tuple()
         .all(txn)
@@ -132,7 +133,7 @@ async fn locked_stock(
             products::Column::TenantId,
             products::Column::Stock,
         ])
-        .filter(products::Column::Id.is_in(wanted))
+        .filter(products::Column::Id.is_in(padded(wanted)))
         .order_by_asc(products::Column::Id);
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         // NO KEY UPDATE, not UPDATE: it does not block the KEY SHARE locks that order
@@ -208,7 +209,7 @@ async fn return_units(
         return Ok(verdicts);
     }
     let reserved = stock_movements::Entity::find()
-        .filter(stock_movements::Column::SagaId.is_in(due))
+        .filter(stock_movements::Column::SagaId.is_in(padded(due)))
         .filter(stock_movements::Column::Kind.eq(RESERVE))
         .order_by_asc(stock_movements::Column::ProductId)
         .all(txn)

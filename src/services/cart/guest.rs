@@ -15,6 +15,7 @@ use super::{CartView, tags};
 use crate::auth::Actor;
 use crate::db::dialect::Dialect;
 use crate::db::entities::{cart_items, carts, customers, guest_carts, orders, products, sagas};
+use crate::db::in_list::padded;
 use crate::domain::{CartToken, EntityId, MAX_QUANTITY, TenantId};
 use crate::error::{AppError, AppResult, DbResultExt, Violation};
 use chrono::{DateTime, Utc};
@@ -153,7 +154,7 @@ pub async fn merge(
         .await?;
     let products: HashMap<i64, products::Model> = products::Entity::find()
         .filter(products::Column::TenantId.eq(tenant.as_str()))
-        .filter(products::Column::Id.is_in(lines.iter().map(|l| l.product_id)))
+        .filter(products::Column::Id.is_in(padded(lines.iter().map(|l| l.product_id))))
         .all(conn)
         .await?
         .into_iter()

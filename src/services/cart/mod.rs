@@ -12,6 +12,7 @@ pub use guest::{
 use super::{Changed, tags};
 use crate::auth::Actor;
 use crate::db::entities::{cart_items, carts, customers, products};
+use crate::db::in_list::padded;
 use crate::domain::{CartToken, EntityId, MAX_QUANTITY, Quantity};
 use crate::error::{AppError, AppResult};
 use chrono::{DateTime, Utc};
@@ -93,7 +94,7 @@ pub async fn items_by_customers(
 ) -> Result<Vec<cart_items::Model>, sea_orm::DbErr> {
     cart_items::Entity::find()
         .filter(cart_items::Column::TenantId.eq(tenant))
-        .filter(cart_items::Column::CustomerId.is_in(ids.iter().copied()))
+        .filter(cart_items::Column::CustomerId.is_in(padded(ids.iter().copied())))
         .order_by_asc(cart_items::Column::Id)
         .all(db)
         .await

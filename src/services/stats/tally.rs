@@ -4,6 +4,7 @@
 //! Rows are upserted in key order, so two workers completing batches at once lock
 //! shared rows in the same order and cannot deadlock.
 use crate::db::dialect::{Dialect, placeholders, rows};
+use crate::db::in_list::padded;
 use crate::error::AppResult;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
@@ -88,6 +89,7 @@ enum Move {
 async fn apply(txn: &impl ConnectionTrait, orders: &[i64], how: Move) -> Result<(), DbErr> {
     let dialect = Dialect::of(txn);
     for chunk in orders.chunks(CHUNK) {
+        let chunk = padded(chunk.iter().copied());
         let ids = placeholders(chunk.len());
         for sql in statements(dialect, how, &ids) {
             let values: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
