@@ -22,7 +22,9 @@ pub struct PoolSettings {
     pub ping: Ping,
 }
 
-/// When the pool tests a connection (a round trip) before handing it out.
+/// When the pool tests a connection (a round trip) before handing it out. Giving one
+/// back tests it only when its last exchange did not end cleanly (a queued rollback, a
+/// statement cut off): vendored sqlx, see vendor/README.md.
 #[derive(Debug, Clone, Copy)]
 pub enum Ping {
     /// Every time: a connection PostgreSQL dropped is replaced, never used.

@@ -304,6 +304,15 @@ impl<DB: Database> Floating<DB, Live<DB>> {
             }
         }
 
+        // shopgraph: a connection whose last exchange ended cleanly (nothing queued to
+        // send, no reply owed: `should_flush` is false) was alive a moment ago, so it goes
+        // back without the round trip below; a pool that wants an older connection tested
+        // does so when acquiring it (see vendor/README.md).
+        if !self.raw.should_flush() {
+            self.release();
+            return true;
+        }
+
         // test the connection on-release to ensure it is still viable,
         // and flush anything time-sensitive like transaction rollbacks
         // if an Executor future/stream is dropped during an `.await` call, the connection
