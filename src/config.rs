@@ -400,6 +400,18 @@ pub struct Settings {
     )]
     pub worker_batch_size: usize,
 
+    /// Milliseconds a worker waits after a claim that emptied the queue before it
+    /// claims again, so that under a steady load the sagas arriving meanwhile go
+    /// through each step together (0 = claim again at once).
+    #[arg(
+        long,
+        env = "WORKER_GATHER_MS",
+        value_name = "WORKER_GATHER_MS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub worker_gather_ms: u64,
+
     /// Seconds a worker holds a claimed saga before another may resume it.
     #[arg(
         long,
@@ -576,6 +588,9 @@ impl Settings {
         }
         if !(1..=1000).contains(&self.worker_batch_size) {
             bail!("WORKER_BATCH_SIZE must be between 1 and 1000");
+        }
+        if self.worker_gather_ms > 10_000 {
+            bail!("WORKER_GATHER_MS must be at most 10000");
         }
         if self.db_max_connections == 0 {
             bail!("DB_MAX_CONNECTIONS must be at least 1");

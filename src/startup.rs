@@ -227,6 +227,7 @@ pub fn build_engine(
         },
         lease: Duration::from_secs(settings.saga_lease_secs),
         batch: settings.worker_batch_size,
+        gather: Duration::from_millis(settings.worker_gather_ms),
         max_attempts: settings.saga_max_attempts,
         intake: (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
             .then(|| Intake::start(db.clone())),

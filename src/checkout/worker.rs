@@ -38,6 +38,8 @@ pub struct Engine {
     pub lease: Duration,
     /// Sagas a worker claims at once.
     pub batch: usize,
+    /// How long after a claim that emptied the queue a worker claims again (`work`).
+    pub gather: Duration,
     /// Attempts a checkout step gets before its saga is dead-lettered.
     pub max_attempts: u32,
     /// Group commit for accepted sagas (PostgreSQL); `None`: one transaction each.
@@ -167,10 +169,23 @@ impl Engine {
         let mut idle = IDLE_MIN;
         let mut last_sweep: Option<Instant> = None;
         while !*stopping.borrow() {
+            let claimed_at = tokio::time::Instant::now();
             match self.next_batch(&mut last_sweep).await {
                 Ok((lease, claimed)) if !claimed.is_empty() => {
                     idle = IDLE_MIN;
+                    // A claim that took fewer than a batch emptied the queue. Claiming
+                    // again at once would take the next few arrivals, and each step costs
+                    // the database about as much for a few sagas as for a batch: under a
+                    // steady load, waiting lets them gather. An idle worker still takes a
+                    // lone checkout at once (`wake`), and a full claim is followed at once.
+                    let gathered = claimed.len() < self.batch;
                     self.process_batch(worker, lease, claimed, &stopping).await;
+                    if gathered {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(claimed_at + self.gather) => {},
+                            _ = stopping.changed() => {},
+                        }
+                    }
                 }
                 Ok(_) => {
                     tokio::select! {

@@ -565,3 +565,59 @@ async fn concurrent_requests_with_one_idempotency_key_make_one_saga() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sagas.len(), 1);
 }
+
+/// Under a steady trickle of checkouts, a worker that emptied the queue waits
+/// `WORKER_GATHER_MS` before claiming again, so the arrivals meanwhile go through their
+/// steps in one claim (all under one fence) instead of one claim each.
+#[tokio::test]
+async fn checkouts_arriving_while_the_workers_gather_are_claimed_together() {
+    let mut settings = test_settings().await;
+    settings.worker_concurrency = 2;
+    settings.worker_gather_ms = 1_500;
+    let app = spawn_with(settings).await;
+    generate(
+        &app.db,
+        &tenant("default"),
+        SeedSize {
+            products: 0,
+            customers: 21,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let product = app.create_product("TRICKLE", "Trickle", "1.00", 100).await;
+    // One worker takes this one and then gathers.
+    let first = place_and_finish(&app, &app.customer(21), &product, 1).await;
+    assert_eq!(first["status"], "COMPLETED", "{first}");
+
+    let mut trickle = Vec::new();
+    for customer in 1..=20 {
+        let accepted = app
+            .data(
+                Some(&app.customer(customer)),
+                PLACE,
+                place_input(&product, 1, "tok_visa"),
+            )
+            .await;
+        trickle.push(crate::helpers::id_of(&accepted["placeOrder"]));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    wait_queue_empty(&app, 30).await;
+    let trickled: Vec<sagas::Model> = sagas::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| trickle.contains(&s.id.to_string()))
+        .collect();
+    assert_eq!(trickled.len(), 20);
+    assert!(
+        trickled.iter().all(|s| s.status == "COMPLETED"),
+        "{trickled:?}"
+    );
+    let fences: std::collections::BTreeSet<i64> = trickled.iter().map(|s| s.fence).collect();
+    // The idle worker takes the first arrival at once; the rest wait for a gathering
+    // worker's next claim. Claimed on arrival, they would make about 20 fences.
+    assert!(fences.len() <= 3, "{} claims: {fences:?}", fences.len());
+    assert_eq!(stock(&app, &product).await, 79);
+}
