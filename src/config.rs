@@ -843,6 +843,16 @@ mod tests {
     }
 
     #[test]
+    fn workers_gather_for_at_most_ten_seconds() {
+        assert_eq!(settings(&[]).worker_gather_ms, 100);
+        assert!(settings(&["--worker-gather-ms", "0"]).validate().is_ok());
+        assert!(
+            refusal(&["--worker-gather-ms", "10001"]).contains("WORKER_GATHER_MS"),
+            "refused for another reason"
+        );
+    }
+
+    #[test]
     fn redis_is_one_server_sentinels_or_a_cluster() {
         let sentinels = settings(&[
             "--redis-sentinels",
