@@ -331,7 +331,10 @@ async function subscriber(token) {
 // ---- the nginx log: requests in flight on the killed instance --------------------------
 
 // log_format: $msec $request_time "$upstream_addr" $status $request_method $uri
-function inFlightOn(port, at) {
+// A request counts when it was on the instance at any moment from the signal (`from`) to
+// the exit the driver saw (`to`): the process dies some time after `kill()` returns, and
+// until then its socket still accepts what nginx sends it. Log times are to the ms.
+function inFlightOn(port, from, to) {
   let count = 0;
   for (const line of readFileSync(nginxLog, "utf8").split("\n")) {
     const m = line.match(/^(\d+\.\d+) (\d+\.\d+) "([^"]*)" (\d+) (\w+) (\S+)$/);
@@ -339,7 +342,7 @@ function inFlightOn(port, at) {
     const end = Number(m[1]) * 1000;
     const begin = end - Number(m[2]) * 1000;
     if (m[6] === "/graphql/ws") continue; // sockets are followed by the subscribers
-    if (m[3].split(", ")[0] === `127.0.0.1:${port}` && begin <= at + 1 && end >= at - 1) count += 1;
+    if (m[3].split(", ")[0] === `127.0.0.1:${port}` && begin <= to + 1 && end >= from - 1) count += 1;
   }
   return count;
 }
@@ -390,6 +393,7 @@ async function main() {
   const killAt = now();
   b.child.kill("SIGKILL");
   await b.exited;
+  const exitedAt = now();
   await sleep(seconds.kill * 1000);
 
   enter("restart");
@@ -407,7 +411,7 @@ async function main() {
   await Promise.all(users);
 
   // nginx writes its log line when a request ends; every request has ended by now.
-  const inFlightAtKill = inFlightOn(b.port, killAt);
+  const inFlightAtKill = inFlightOn(b.port, killAt, exitedAt);
   // From fail_timeout (5 s) on, nginx has tried the restarted instances again.
   const served = servedAfter(restartedAt + 5000, [a, b]);
 
