@@ -407,7 +407,7 @@ pub struct Settings {
         long,
         env = "WORKER_GATHER_MS",
         value_name = "WORKER_GATHER_MS",
-        default_value_t = 100,
+        default_value_t = 200,
         global = true
     )]
     pub worker_gather_ms: u64,
@@ -844,7 +844,7 @@ mod tests {
 
     #[test]
     fn workers_gather_for_at_most_ten_seconds() {
-        assert_eq!(settings(&[]).worker_gather_ms, 100);
+        assert_eq!(settings(&[]).worker_gather_ms, 200);
         assert!(settings(&["--worker-gather-ms", "0"]).validate().is_ok());
         assert!(
             refusal(&["--worker-gather-ms", "10001"]).contains("WORKER_GATHER_MS"),

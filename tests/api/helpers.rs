@@ -124,7 +124,7 @@ pub async fn test_settings() -> Settings {
         default_tenant: "default".to_owned(),
         worker_concurrency: 4,
         worker_batch_size: 64,
-        worker_gather_ms: 100,
+        worker_gather_ms: 200,
         saga_lease_secs: 15,
         payment_latency_ms: 0,
         payment_ambiguous_rate: 0.0,
