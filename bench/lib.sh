@@ -1,6 +1,7 @@
-# Shared by the bench scripts (sourced): tools, the release binary, one server at a time.
+# Shared by the bench scripts (sourced): tools, the release binary (BIN overrides it),
+# one server at a time.
 # Needs PG_URL, DB_URL, PORT and OUT set by the caller.
-BIN=target/release/shopgraph
+BIN=${BIN:-target/release/shopgraph}
 SERVER_PID=
 export JWT_SECRET=bench-secret-bench-secret-bench-secret
 export RATE_LIMIT_ENABLED=false RUST_LOG=warn SEED_DEMO=false DB_MAX_CONNECTIONS=16

@@ -15,7 +15,8 @@ use super::keys::{describe, tenant_prefix};
 use super::replicas::Replicas;
 use crate::domain::TenantId;
 use crate::redis_topology::{RedisConn, Timeouts, Topology};
-use redis::{AsyncCommands, Script};
+use redis::Script;
+use redis::aio::ConnectionLike;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,34 +30,36 @@ const TIMEOUTS: Timeouts = Timeouts {
     retries: Some(1),
 };
 
-/// Reads an entry and tells whether it is still valid: an entry remembers the tenant
-/// sequence its value was read at (`fill`), and a tag invalidated later than that
-/// (`tagseq:{tag}` > fill) makes it stale. Invalidating is then O(1) in the number of
-/// entries (one key per tag), and a stale entry simply waits for its TTL.
-/// The tag keys are derived here from the entry's header, so the script touches keys
-/// it is not given: they share the entry's tenant, which a cluster layout must keep on
-/// one slot.
-/// KEYS: entry, tenant seq. ARGV: tag-seq key prefix. Returns {entry or false, seq}.
-const GET_SCRIPT: &str = r"
-local entry = redis.call('GET', KEYS[1])
+/// Checks the entry's header only (not its value): returns the header when none of its
+/// tags was invalidated after its fill, else nil.
+/// KEYS: entry, tenant seq. ARGV: tag-seq key prefix.
+const CHECK_SCRIPT: &str = r"
+local head = redis.call('GETRANGE', KEYS[1], 0, 1023)
+local newline = string.find(head, '\n', 1, true)
+if not newline then
+  head = redis.call('GET', KEYS[1])
+  if not head then return false end
+  newline = string.find(head, '\n', 1, true)
+  if not newline then return false end
+end
+local header = string.sub(head, 1, newline - 1)
+local bar = string.find(header, '|', 1, true)
+if not bar then return false end
+local fill = tonumber(string.sub(header, 1, bar - 1))
+if fill == nil then return false end
 local seq = redis.call('GET', KEYS[2])
-if not entry then return {false, seq} end
-local newline = string.find(entry, '\n', 1, true)
-local bar = newline and string.find(entry, '|', 1, true)
-if not bar or bar > newline then return {false, seq} end
-local fill = tonumber(string.sub(entry, 1, bar - 1))
-if fill == nil then return {false, seq} end
--- Nothing of the tenant was invalidated since the fill: no tag to look at.
-if seq and tonumber(seq) <= fill then return {entry, seq} end
-local keys = {}
-for tag in string.gmatch(string.sub(entry, bar + 1, newline - 1), '[^,]+') do
-  keys[#keys + 1] = ARGV[1] .. tag
+if seq and tonumber(seq) > fill then
+  local keys = {}
+  for tag in string.gmatch(string.sub(header, bar + 1), '[^,]+') do
+    keys[#keys + 1] = ARGV[1] .. tag
+  end
+  if #keys > 0 then
+    for _, stamp in ipairs(redis.call('MGET', unpack(keys))) do
+      if stamp and tonumber(stamp) > fill then return false end
+    end
+  end
 end
-if #keys == 0 then return {entry, seq} end
-for _, invalidated in ipairs(redis.call('MGET', unpack(keys))) do
-  if invalidated and tonumber(invalidated) > fill then return {false, seq} end
-end
-return {entry, seq}
+return header
 ";
 
 /// Stores an entry unless one of its tags was invalidated after the reader's sequence,
@@ -110,7 +113,7 @@ struct Shared {
     /// How long a tag's invalidation is remembered: longer than any entry lives, so no
     /// entry filled before it can outlive the memory of it.
     tag_seq_ttl: Duration,
-    get_script: Script,
+    check_script: Script,
     set_script: Script,
     invalidate_script: Script,
 }
@@ -152,7 +155,7 @@ impl RedisBackend {
             primary_up: AtomicBool::new(true),
             prefix: prefix.to_owned(),
             tag_seq_ttl: longest_ttl + Duration::from_secs(60),
-            get_script: Script::new(GET_SCRIPT),
+            check_script: Script::new(CHECK_SCRIPT),
             set_script: Script::new(SET_SCRIPT),
             invalidate_script: Script::new(INVALIDATE_SCRIPT),
         }));
@@ -204,36 +207,84 @@ impl RedisBackend {
         format!("{}:tagcount:{}", self.tenant(tenant), tag)
     }
 
-    fn tag_seq_prefix(&self, tenant: &TenantId) -> String {
-        format!("{}:tagseq:", self.tenant(tenant))
-    }
-
     fn tag_seq_key(&self, tenant: &TenantId, tag: &str) -> String {
         format!("{}:tagseq:{}", self.tenant(tenant), tag)
     }
 
+    /// Reads an entry and tells whether it is still valid. An entry remembers the tenant
+    /// sequence its value was read at (`fill`), and a tag invalidated later than that
+    /// (`tagseq:{tag}` > fill) makes it stale: invalidating is O(1) in the number of
+    /// entries (one key per tag), and a stale entry simply waits for its TTL.
+    ///
+    /// One round trip, pipelined: an `MGET` of the entry and the tenant's sequence, then
+    /// a script that checks the entry's header only (`fill|tags`, read with `GETRANGE`)
+    /// and answers it when valid. The value is served only when that header is its own:
+    /// an entry replaced between the two commands is a miss. A script that returned the
+    /// whole entry cost Redis about four times the CPU of a plain read for a products
+    /// page, because every value was copied through Lua (BENCHMARKS.md, session 13).
     pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Found, Unavailable> {
-        let mut invocation = self.0.get_script.key(key);
-        invocation
-            .key(self.seq_key(tenant))
-            .arg(self.tag_seq_prefix(tenant));
         if let Some(replica) = self.0.replicas.pick() {
             let mut conn = replica.conn.clone();
-            match invocation
-                .invoke_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)
-                .await
-            {
-                Ok((entry, seq)) => return Ok(found(entry, seq)),
+            match self.read_valid(&mut conn, tenant, key).await {
+                Ok(found) => return Ok(found),
                 Err(err) => self.0.replicas.failed(replica, &err),
             }
         }
         let mut conn = self.0.primary.clone();
-        let (entry, seq) = self.observe(
-            invocation
-                .invoke_async::<(Option<Vec<u8>>, Option<u64>)>(&mut conn)
-                .await,
-        )?;
-        Ok(found(entry, seq))
+        let found = self.read_valid(&mut conn, tenant, key).await;
+        self.observe(found)
+    }
+
+    async fn read_valid<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        tenant: &TenantId,
+        key: &str,
+    ) -> redis::RedisResult<Found> {
+        let seq_key = self.seq_key(tenant);
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET").arg(key).arg(&seq_key);
+        pipe.cmd("EVALSHA")
+            .arg(self.0.check_script.get_hash())
+            .arg(2)
+            .arg(key)
+            .arg(&seq_key)
+            .arg(self.tag_seq_key(tenant, ""));
+        type Read = ((Option<Vec<u8>>, Option<u64>), Option<Vec<u8>>);
+        let read: redis::RedisResult<Read> = pipe.query_async(conn).await;
+        let ((payload, seq), valid_header) = match read {
+            // A server that restarted or was promoted has no scripts: load it there.
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.0
+                    .check_script
+                    .prepare_invoke()
+                    .load_async(conn)
+                    .await?;
+                pipe.query_async(conn).await?
+            }
+            read => read?,
+        };
+        let seq = seq.unwrap_or(0);
+        let valid = match (payload.as_deref(), valid_header.as_deref()) {
+            (Some(payload), Some(header)) => payload
+                .strip_prefix(header)
+                .is_some_and(|rest| rest.first() == Some(&b'\n')),
+            _ => false,
+        };
+        match payload.as_deref().and_then(decode) {
+            Some(stored) if valid => Ok(Found {
+                entry: Some(stored.value.to_vec()),
+                tags: stored.tags,
+                seq,
+            }),
+            _ => Ok(Found {
+                entry: None,
+                tags: Vec::new(),
+                seq,
+            }),
+        }
     }
 
     pub async fn set(
@@ -333,7 +384,10 @@ impl RedisBackend {
             let Some(stored) = payload.as_deref().and_then(decode) else {
                 continue;
             };
-            if self.is_stale(tenant, &stored, &mut conn).await? {
+            let stale = self
+                .invalidated_since_fill(&mut conn, tenant, &stored)
+                .await;
+            if self.observe(stale)? {
                 continue;
             }
             let ttl = Duration::from_millis(u64::try_from(pttl).unwrap_or(0));
@@ -343,36 +397,27 @@ impl RedisBackend {
         Ok(out)
     }
 
-    /// Whether a tag of `stored` was invalidated after its value was read (what the read
-    /// script checks), so admins are not shown entries no read would serve.
-    async fn is_stale(
+    /// Whether a tag of `stored` was invalidated after its value was read: what makes
+    /// a read miss, and what keeps admins from being shown entries no read would serve.
+    async fn invalidated_since_fill<C: ConnectionLike + Send>(
         &self,
+        conn: &mut C,
         tenant: &TenantId,
         stored: &Stored<'_>,
-        conn: &mut RedisConn,
-    ) -> Result<bool, Unavailable> {
+    ) -> redis::RedisResult<bool> {
         if stored.tags.is_empty() {
             return Ok(false);
         }
-        let keys: Vec<String> = stored
-            .tags
-            .iter()
-            .map(|tag| self.tag_seq_key(tenant, tag))
-            .collect();
-        let seqs: Vec<Option<u64>> = self.observe(conn.mget(&keys).await)?;
-        Ok(seqs.into_iter().flatten().any(|seq| seq > stored.fill))
-    }
-}
-
-fn found(entry: Option<Vec<u8>>, seq: Option<u64>) -> Found {
-    let decoded = entry.as_deref().and_then(decode);
-    Found {
-        tags: decoded
-            .as_ref()
-            .map(|stored| stored.tags.clone())
-            .unwrap_or_default(),
-        entry: decoded.map(|stored| stored.value.to_vec()),
-        seq: seq.unwrap_or(0),
+        // MGET by hand: redis-rs sends a one-key `mget` as GET.
+        let mut stamps = redis::cmd("MGET");
+        for tag in &stored.tags {
+            stamps.arg(self.tag_seq_key(tenant, tag));
+        }
+        let stamps: Vec<Option<u64>> = stamps.query_async(conn).await?;
+        Ok(stamps
+            .into_iter()
+            .flatten()
+            .any(|stamp| stamp > stored.fill))
     }
 }
 
@@ -383,8 +428,8 @@ struct Stored<'a> {
     value: &'a [u8],
 }
 
-/// An entry is stored as `fill|tag,tag,…\n` followed by the JSON value: the read
-/// script checks the tags against `fill`, and `cacheEntries` shows them, without a
+/// An entry is stored as `fill|tag,tag,…\n` followed by the JSON value: a read
+/// checks the tags against `fill`, and `cacheEntries` shows them, without a
 /// second key.
 fn encode(fill: u64, tags: &[String], value: &[u8]) -> Vec<u8> {
     let mut payload = format!("{fill}|{}", tags.join(",")).into_bytes();
