@@ -34,6 +34,16 @@ pub struct Found {
     pub seq: u64,
 }
 
+impl Found {
+    pub fn miss(seq: u64) -> Self {
+        Self {
+            entry: None,
+            tags: Vec::new(),
+            seq,
+        }
+    }
+}
+
 #[derive(Debug, Clone, async_graphql::SimpleObject)]
 pub struct EntryInfo {
     pub key: String,

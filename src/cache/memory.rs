@@ -82,11 +82,7 @@ impl MemoryBackend {
 
     pub fn get(&self, tenant: &TenantId, key: &str) -> Found {
         let Ok(state) = self.state.lock() else {
-            return Found {
-                entry: None,
-                tags: Vec::new(),
-                seq: 0,
-            };
+            return Found::miss(0);
         };
         let live = state
             .entries

@@ -109,6 +109,12 @@ struct Shared {
     required_acks: usize,
     replicas: Replicas,
     primary_up: AtomicBool,
+    /// Whether reads check the entry's tags in the same round trip. A plain `MGET` is
+    /// the cheapest read while nothing is invalidated, but while writes keep invalidating
+    /// (checkouts moving stock), most entries need their tags checked, which alone would
+    /// take a second round trip: the last read that needed the check, or found it
+    /// needless, decides.
+    check_in_read: AtomicBool,
     prefix: String,
     /// How long a tag's invalidation is remembered: longer than any entry lives, so no
     /// entry filled before it can outlive the memory of it.
@@ -153,6 +159,7 @@ impl RedisBackend {
             },
             replicas: Replicas::new(replicas, prefix),
             primary_up: AtomicBool::new(true),
+            check_in_read: AtomicBool::new(false),
             prefix: prefix.to_owned(),
             tag_seq_ttl: longest_ttl + Duration::from_secs(60),
             check_script: Script::new(CHECK_SCRIPT),
@@ -216,12 +223,15 @@ impl RedisBackend {
     /// (`tagseq:{tag}` > fill) makes it stale: invalidating is O(1) in the number of
     /// entries (one key per tag), and a stale entry simply waits for its TTL.
     ///
-    /// One round trip, pipelined: an `MGET` of the entry and the tenant's sequence, then
-    /// a script that checks the entry's header only (`fill|tags`, read with `GETRANGE`)
-    /// and answers it when valid. The value is served only when that header is its own:
-    /// an entry replaced between the two commands is a miss. A script that returned the
-    /// whole entry cost Redis about four times the CPU of a plain read for a products
-    /// page, because every value was copied through Lua (BENCHMARKS.md, session 13).
+    /// While nothing was invalidated since an entry's fill, one `MGET` of the entry and
+    /// the tenant's sequence answers. Otherwise its tags are checked: in a second
+    /// `MGET` of their stamps, or, while invalidations are frequent (`check_in_read`),
+    /// in the same round trip by a script that reads only the entry's header (`fill|tags`,
+    /// with `GETRANGE`) and answers it when valid; the value is then served only when
+    /// that header is its own, so an entry replaced between the two commands is a miss.
+    /// A script that returned the whole entry cost Redis about four times the CPU of a
+    /// plain read for a products page, because every value was copied through Lua
+    /// (BENCHMARKS.md, session 13).
     pub async fn get(&self, tenant: &TenantId, key: &str) -> Result<Found, Unavailable> {
         if let Some(replica) = self.0.replicas.pick() {
             let mut conn = replica.conn.clone();
@@ -236,6 +246,40 @@ impl RedisBackend {
     }
 
     async fn read_valid<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        tenant: &TenantId,
+        key: &str,
+    ) -> redis::RedisResult<Found> {
+        if self.0.check_in_read.load(Ordering::Relaxed) {
+            return self.read_checked(conn, tenant, key).await;
+        }
+        let (payload, seq): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
+            .arg(key)
+            .arg(self.seq_key(tenant))
+            .query_async(conn)
+            .await?;
+        let seq = seq.unwrap_or(0);
+        let Some(stored) = payload.as_deref().and_then(decode) else {
+            return Ok(Found::miss(seq));
+        };
+        if seq > stored.fill && !stored.tags.is_empty() {
+            self.0.check_in_read.store(true, Ordering::Relaxed);
+            // Stamps only grow: all at or below the fill after the entry was read, it
+            // was valid then.
+            if self.invalidated_since_fill(conn, tenant, &stored).await? {
+                return Ok(Found::miss(seq));
+            }
+        }
+        Ok(Found {
+            entry: Some(stored.value.to_vec()),
+            tags: stored.tags,
+            seq,
+        })
+    }
+
+    /// The read and the check of the tags in one pipelined round trip.
+    async fn read_checked<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         tenant: &TenantId,
@@ -267,23 +311,25 @@ impl RedisBackend {
             read => read?,
         };
         let seq = seq.unwrap_or(0);
-        let valid = match (payload.as_deref(), valid_header.as_deref()) {
+        let own_header = match (payload.as_deref(), valid_header.as_deref()) {
             (Some(payload), Some(header)) => payload
                 .strip_prefix(header)
                 .is_some_and(|rest| rest.first() == Some(&b'\n')),
             _ => false,
         };
         match payload.as_deref().and_then(decode) {
-            Some(stored) if valid => Ok(Found {
-                entry: Some(stored.value.to_vec()),
-                tags: stored.tags,
-                seq,
-            }),
-            _ => Ok(Found {
-                entry: None,
-                tags: Vec::new(),
-                seq,
-            }),
+            Some(stored) if own_header => {
+                if seq <= stored.fill {
+                    // Nothing was invalidated since: the plain read would have done.
+                    self.0.check_in_read.store(false, Ordering::Relaxed);
+                }
+                Ok(Found {
+                    entry: Some(stored.value.to_vec()),
+                    tags: stored.tags,
+                    seq,
+                })
+            }
+            _ => Ok(Found::miss(seq)),
         }
     }
 
@@ -456,6 +502,106 @@ fn decode(payload: &[u8]) -> Option<Stored<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend on `TEST_REDIS_URL` under a key prefix of its own; `None` without it.
+    fn test_backend() -> Option<RedisBackend> {
+        let url = std::env::var("TEST_REDIS_URL").ok()?;
+        let prefix = format!("test-reads-{}", rand::random::<u64>());
+        let backend = RedisBackend::connect(
+            &Topology::Single(url),
+            &[],
+            &prefix,
+            Duration::from_secs(60),
+        );
+        Some(backend.unwrap_or_else(|e| panic!("TEST_REDIS_URL: {e}")))
+    }
+
+    /// Each read path, forced in turn: an entry none of whose tags was invalidated is
+    /// served although the tenant's sequence moved past its fill, and one whose tag was
+    /// invalidated is a miss.
+    #[tokio::test]
+    async fn both_read_paths_serve_valid_entries_and_miss_stale_ones() {
+        let Some(backend) = test_backend() else {
+            return;
+        };
+        let tenant = TenantId::parse("default").unwrap_or_else(|e| panic!("{e:?}"));
+        let tags = |id: u32| vec![format!("product:{id}"), "products".to_owned()];
+        for check_in_read in [false, true] {
+            let (kept, dropped) = (
+                format!("kept-{check_in_read}"),
+                format!("dropped-{check_in_read}"),
+            );
+            let ttl = Duration::from_secs(60);
+            let seq = backend
+                .get(&tenant, &kept)
+                .await
+                .map(|f| f.seq)
+                .unwrap_or_else(|_| panic!("redis"));
+            for (key, id) in [(&kept, 1), (&dropped, 2)] {
+                let stored = backend
+                    .set(&tenant, key, b"{}".to_vec(), ttl, &tags(id), seq)
+                    .await;
+                assert_eq!(stored.ok(), Some(true), "{key} was not stored");
+            }
+            // Another tag moves the tenant's sequence past both fills; then one entry's own.
+            let _ = backend.invalidate(&tenant, &["product:3".to_owned()]).await;
+            let _ = backend.invalidate(&tenant, &["product:2".to_owned()]).await;
+
+            backend
+                .0
+                .check_in_read
+                .store(check_in_read, Ordering::Relaxed);
+            let found = backend
+                .get(&tenant, &kept)
+                .await
+                .unwrap_or_else(|_| panic!("redis"));
+            assert_eq!(
+                found.entry.as_deref(),
+                Some(&b"{}"[..]),
+                "valid entry missed (check_in_read: {check_in_read})"
+            );
+            assert_eq!(found.tags, tags(1));
+            backend
+                .0
+                .check_in_read
+                .store(check_in_read, Ordering::Relaxed);
+            let found = backend
+                .get(&tenant, &dropped)
+                .await
+                .unwrap_or_else(|_| panic!("redis"));
+            assert!(
+                found.entry.is_none(),
+                "stale entry served (check_in_read: {check_in_read})"
+            );
+            // Either path leaves reads checking tags in the round trip, since it met an
+            // entry filled before the last invalidation.
+            assert!(backend.0.check_in_read.load(Ordering::Relaxed));
+        }
+        // A read that finds nothing invalidated since its entry's fill goes back to the
+        // plain read.
+        let seq = backend
+            .get(&tenant, "fresh")
+            .await
+            .map(|f| f.seq)
+            .unwrap_or_else(|_| panic!("redis"));
+        let stored = backend
+            .set(
+                &tenant,
+                "fresh",
+                b"{}".to_vec(),
+                Duration::from_secs(60),
+                &tags(4),
+                seq,
+            )
+            .await;
+        assert_eq!(stored.ok(), Some(true));
+        let found = backend
+            .get(&tenant, "fresh")
+            .await
+            .unwrap_or_else(|_| panic!("redis"));
+        assert!(found.entry.is_some());
+        assert!(!backend.0.check_in_read.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn payload_round_trips_fill_tags_and_value() {
