@@ -6,7 +6,8 @@
 # the release server answers `invalidateCache` (the whole tenant) and
 # `invalidateCache(tag: "product:7")` ten times each. Printed: the mutation's latency as
 # the client sees it (curl), how long the invalidation script held Redis (SLOWLOG, in
-# microseconds: nothing else runs on Redis meanwhile), and Redis' used memory.
+# microseconds: nothing else runs on Redis meanwhile), and Redis' used memory. Last, a
+# million entries with a 10 s TTL show what memory comes back once they expire.
 #
 #   bash bench/invalidation.sh            N = 1 000, 100 000, 1 000 000
 #   COUNTS="1000 10000" bash bench/invalidation.sh
@@ -35,12 +36,12 @@ start_server REDIS_URL="redis://127.0.0.1:$REDIS_PORT" CACHE_KEY_PREFIX="$PREFIX
   DATA_DIR="$OUT" WORKER_CONCURRENCY=0
 ADMIN=$(DATA_DIR="$OUT" DATABASE_URL="$DB_URL" "$BIN" token --tenant default --sub 1 --role ADMIN)
 
-# N entries as the server stores them: `fill|tags\n{json}`, one hour to live, and the
-# per-tag counts the store script keeps.
+# N entries as the server stores them: `fill|tags\n{json}`, one hour (or $2 ms) to live,
+# and the per-tag counts the store script keeps.
 fill() {
-  python3 - "$1" "$PREFIX" <<'EOF' | rcli --pipe >/dev/null
+  python3 - "$1" "$PREFIX" "${2:-3600000}" <<'EOF' | rcli --pipe >/dev/null
 import sys
-n, prefix = int(sys.argv[1]), sys.argv[2]
+n, prefix, ttl_ms = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 def cmd(*args):
     out = [f"*{len(args)}\r\n"]
     for a in args:
@@ -51,7 +52,7 @@ w = sys.stdout.write
 value = '{"data":{"products":{"totalCount":1,"edges":[{"node":{"id":"7","name":"Mug","price":"7.50"}}]}}}'
 for i in range(n):
     tags = f"all,module:products,product:{i % 10000}"
-    w(cmd("SET", f"{prefix}:t:default:products:products:{i:016x}", f"0|{tags}\n{value}", "PX", "3600000"))
+    w(cmd("SET", f"{prefix}:t:default:products:products:{i:016x}", f"0|{tags}\n{value}", "PX", ttl_ms))
 w(cmd("SET", f"{prefix}:t:default:tagcount:all", str(n), "EX", "3700"))
 w(cmd("SET", f"{prefix}:t:default:tagcount:module:products", str(n), "EX", "3700"))
 EOF
@@ -85,3 +86,20 @@ for n in $COUNTS; do
   to_ms() { awk '{ printf "%.2f / %.2f", $3 * 1000, $5 * 1000 }'; }
   printf '| %s | %s | %s | %s | %s |\n' "$n" "$memory" "$(echo "$whole" | to_ms)" "$held" "$(echo "$tag" | to_ms)"
 done
+
+# Memory is bounded by the entries' TTLs: a million entries with 10 s to live, the whole
+# tenant invalidated (which deletes none of them), then Redis' own expiry.
+n=${EXPIRY_COUNT:-1000000}
+rcli flushdb >/dev/null
+empty=$(rcli info memory | sed -n 's/^used_memory_human://p' | tr -d '\r')
+fill "$n" 10000
+full=$(rcli info memory | sed -n 's/^used_memory_human://p' | tr -d '\r')
+invalidate "" >/dev/null
+filled_at=$(date +%s)
+for _ in $(seq 1 600); do
+  [ "$(rcli dbsize)" -le 10 ] && break
+  sleep 0.5
+done
+echo
+echo "$n entries with a 10 s TTL: used memory $empty empty, $full filled; $(rcli dbsize) keys and" \
+  "$(rcli info memory | sed -n 's/^used_memory_human://p' | tr -d '\r') used $(( $(date +%s) - filled_at )) s after the fill"
