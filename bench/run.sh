@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Cache and checkout benchmarks on PostgreSQL (+ Redis), written to bench/last-run.md.
 # usage: bench/run.sh            (needs the local PostgreSQL and Redis of .ci/run)
+# Also runs bench/invalidation.sh and bench/stats_load.sh (issue 11's figures) unless
+# READS_ONLY or REDIS_ONLY is set.
 # env:   DURATION (default 10s), CONNECTIONS (default 32), PG_URL, REDIS_URL,
 #        READS_ONLY=1 (skip checkout), REDIS_ONLY=1 (only the Redis-cache reads),
 #        BENCH_OUT (default bench/last-run.md)
@@ -91,6 +93,20 @@ else
   DURATION="$DURATION" CONNECTIONS="$CONNECTIONS" PG_URL="$PG_URL" REDIS_URL="$REDIS_URL" bench/checkout.sh >"$OUT/checkout.md"
 fi
 
+if [ "${READS_ONLY:-0}" = 1 ] || [ "${REDIS_ONLY:-0}" = 1 ]; then
+  : >"$OUT/scale.md"
+else
+  {
+    echo "## Cache at scale"
+    echo
+    echo "\`bench/invalidation.sh\`: invalidation time and Redis memory against the number of entries."
+    echo
+    SKIP_BUILD=1 BIN="$BIN" bash bench/invalidation.sh
+    echo
+    SKIP_BUILD=1 BIN="$BIN" PG_URL="$PG_URL" REDIS_URL="$REDIS_URL" bash bench/stats_load.sh
+  } >"$OUT/scale.md"
+fi
+
 {
   echo "# Benchmarks"
   echo
@@ -112,5 +128,7 @@ fi
   echo "Resident memory of the server after the Redis runs: $((RSS_KB / 1024)) MB."
   echo
   cat "$OUT/checkout.md"
+  echo
+  cat "$OUT/scale.md"
 } >"$RESULTS"
 echo "wrote $RESULTS (BENCHMARKS.md quotes its tables)"

@@ -2,7 +2,7 @@
 //! units leave the cart), its compensation (the PENDING order is voided), and a
 //! cancellation's first step (a COMPLETED order becomes CANCELLED, once).
 use super::{Member, Verdict, insert_all, sagas_with};
-use crate::checkout::model::{OrderStatus, Payload};
+use crate::checkout::model::{Line, OrderStatus, Payload};
 use crate::db::dialect::{Dialect, placeholders};
 use crate::db::entities::{cart_items, order_items, orders, sagas};
 use crate::db::in_list::padded;
@@ -96,28 +96,49 @@ pub(super) async fn create(
         .filter(sagas::Column::Id.is_in(padded(todo_ids)))
         .exec(txn)
         .await?;
-    for member in todo.iter().filter(|m| m.payload.clear_cart) {
-        take_from_cart(txn, member).await?;
-    }
+    let carts = todo.iter().filter(|m| m.payload.clear_cart).map(|m| {
+        (
+            m.saga.tenant_id.as_str(),
+            m.saga.customer_id,
+            &m.payload.lines[..],
+        )
+    });
+    take_from_carts(txn, taken_from_carts(carts)).await?;
     Ok(verdicts)
 }
 
-/// Removes the ordered units from the customer's cart, and no more: units added after
-/// the checkout was accepted stay.
-async fn take_from_cart(txn: &DatabaseTransaction, member: &Member<'_>) -> Result<(), DbErr> {
-    let mut ordered: BTreeMap<i64, i32> = BTreeMap::new();
-    for line in &member.payload.lines {
-        *ordered.entry(line.product_id).or_default() += line.quantity;
+/// Units to take from carts: (customer, product) → (tenant, quantity).
+type Taken<'a> = BTreeMap<(i64, i64), (&'a str, i32)>;
+
+/// The ordered units each cart gives up, in (customer, product) order. Every batch
+/// locks its cart rows in that one order, so two workers whose batches share customers
+/// wait for each other instead of deadlocking (PostgreSQL finds a deadlock only after a
+/// second, and fails one side, whose batch then waits, holding its locks, and retries).
+fn taken_from_carts<'a>(carts: impl Iterator<Item = (&'a str, i64, &'a [Line])>) -> Taken<'a> {
+    let mut taken = Taken::new();
+    for (tenant, customer, lines) in carts {
+        for line in lines {
+            taken
+                .entry((customer, line.product_id))
+                .or_insert((tenant, 0))
+                .1 += line.quantity;
+        }
     }
-    let of_customer = || {
-        Condition::all()
-            .add(cart_items::Column::TenantId.eq(member.saga.tenant_id.as_str()))
-            .add(cart_items::Column::CustomerId.eq(member.saga.customer_id))
-    };
-    for (product, quantity) in ordered {
+    taken
+}
+
+/// Removes the ordered units from the customers' carts, and no more: units added after
+/// the checkout was accepted stay.
+async fn take_from_carts(txn: &DatabaseTransaction, taken: Taken<'_>) -> Result<(), DbErr> {
+    for ((customer, product), (tenant, quantity)) in taken {
+        let line = || {
+            Condition::all()
+                .add(cart_items::Column::TenantId.eq(tenant))
+                .add(cart_items::Column::CustomerId.eq(customer))
+                .add(cart_items::Column::ProductId.eq(product))
+        };
         cart_items::Entity::delete_many()
-            .filter(of_customer())
-            .filter(cart_items::Column::ProductId.eq(product))
+            .filter(line())
             .filter(cart_items::Column::Quantity.lte(quantity))
             .exec(txn)
             .await?;
@@ -126,8 +147,7 @@ async fn take_from_cart(txn: &DatabaseTransaction, member: &Member<'_>) -> Resul
                 cart_items::Column::Quantity,
                 Expr::col(cart_items::Column::Quantity).sub(quantity),
             )
-            .filter(of_customer())
-            .filter(cart_items::Column::ProductId.eq(product))
+            .filter(line())
             .exec(txn)
             .await?;
     }
@@ -216,4 +236,36 @@ pub async fn set_status(
         .iter()
         .map(|row| row.try_get::<i64>("", "id"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(product_id: i64, quantity: i32) -> Line {
+        Line {
+            product_id,
+            quantity,
+            unit_price_cents: 100,
+        }
+    }
+
+    #[test]
+    fn carts_are_taken_from_in_one_order_whatever_the_batch_order() {
+        let (late, early) = (
+            [line(9, 1), line(2, 1)],
+            [line(5, 2), line(3, 1), line(5, 1)],
+        );
+        let batch = [("default", 20, &late[..]), ("default", 10, &early[..])];
+        let taken: Vec<_> = taken_from_carts(batch.into_iter()).into_iter().collect();
+        assert_eq!(
+            taken,
+            vec![
+                ((10, 3), ("default", 1)),
+                ((10, 5), ("default", 3)),
+                ((20, 2), ("default", 1)),
+                ((20, 9), ("default", 1)),
+            ]
+        );
+    }
 }
