@@ -547,28 +547,27 @@ mod tests {
             let _ = backend.invalidate(&tenant, &["product:3".to_owned()]).await;
             let _ = backend.invalidate(&tenant, &["product:2".to_owned()]).await;
 
-            backend
-                .0
-                .check_in_read
-                .store(check_in_read, Ordering::Relaxed);
-            let found = backend
-                .get(&tenant, &kept)
-                .await
-                .unwrap_or_else(|_| panic!("redis"));
+            let read = |key: String| {
+                backend
+                    .0
+                    .check_in_read
+                    .store(check_in_read, Ordering::Relaxed);
+                let (backend, tenant) = (&backend, &tenant);
+                async move {
+                    backend
+                        .get(tenant, &key)
+                        .await
+                        .unwrap_or_else(|_| panic!("redis"))
+                }
+            };
+            let found = read(kept.clone()).await;
             assert_eq!(
                 found.entry.as_deref(),
                 Some(&b"{}"[..]),
                 "valid entry missed (check_in_read: {check_in_read})"
             );
             assert_eq!(found.tags, tags(1));
-            backend
-                .0
-                .check_in_read
-                .store(check_in_read, Ordering::Relaxed);
-            let found = backend
-                .get(&tenant, &dropped)
-                .await
-                .unwrap_or_else(|_| panic!("redis"));
+            let found = read(dropped.clone()).await;
             assert!(
                 found.entry.is_none(),
                 "stale entry served (check_in_read: {check_in_read})"
