@@ -4,8 +4,9 @@
 # CPU µs per request (its user+system ticks from /proc) and the whole machine's busy µs
 # per request (/proc/stat), and the CPU the hypervisor stole meanwhile.
 #   LOAD=add_cart: addToCart returning the cart at 32 connections, cache off (issue 12);
-#   LOAD=add_count / cart / typename: addToCart returning itemCount, customer 1's cart of
-#     10 lines with products and categories, `{ __typename }` (no statement): the same;
+#   LOAD=add_count / cart / products / typename: addToCart returning itemCount, customer
+#     1's cart of 10 lines with products and categories, the first 20 products with their
+#     categories (bench/latency.sh's page), `{ __typename }` (no statement): the same;
 #   LOAD=checkout: placeOrder paced at RATE/s, cache on, 4 workers; per completed checkout.
 # usage: bench/ab_cpu.sh BIN [BIN...]   env: ROUNDS (3), LOAD (add_cart), RATE (500),
 #        SECONDS_PER_RUN (5), PG_URL, REDIS_URL
@@ -41,6 +42,7 @@ CUSTOMER=$("$BIN" token --tenant default --sub 1 --role CUSTOMER)
 printf '%s' '{"query":"mutation { addToCart(productId: \"%d\") { itemCount total items { quantity product { name category { name } } } } }"}' >"$OUT/add_cart.json"
 printf '%s' '{"query":"mutation { addToCart(productId: \"%d\") { itemCount } }"}' >"$OUT/add_count.json"
 printf '%s' '{"query":"{ cart { itemCount total items { quantity product { name category { name } } } } }"}' >"$OUT/cart.json"
+printf '%s' '{"query":"{ products(first: 20) { edges { node { id name price stock category { name } } } } }"}' >"$OUT/products.json"
 printf '%s' '{"query":"{ __typename }"}' >"$OUT/typename.json"
 printf '%s' '{"query":"mutation { placeOrder(input: {items: [{productId: \"7\", quantity: 1}, {productId: \"8\", quantity: 2}], paymentMethod: CARD, paymentToken: \"tok_visa\"}) { id status } }"}' >"$OUT/place.json"
 completed() { psql "$DB_URL" -Atc "SELECT count(*) FROM sagas WHERE status = 'COMPLETED'"; }
@@ -51,9 +53,9 @@ for round in $(seq 1 "$ROUNDS"); do
   for build in "$@"; do
     BIN=$build
     case $LOAD in
-      add_cart | add_count | cart | typename) start_server CACHE_ENABLED=false WORKER_CONCURRENCY=0 ;;
+      add_cart | add_count | cart | products | typename) start_server CACHE_ENABLED=false WORKER_CONCURRENCY=0 ;;
       checkout) start_server CACHE_ENABLED=true REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="benchab$$" WORKER_CONCURRENCY=4 ;;
-      *) echo "LOAD is add_cart, add_count, cart, typename or checkout" >&2; exit 2 ;;
+      *) echo "LOAD is add_cart, add_count, cart, products, typename or checkout" >&2; exit 2 ;;
     esac
     psql "$DB_URL" -qc "VACUUM ANALYZE" >/dev/null
     if [ "$LOAD" = checkout ]; then
@@ -69,6 +71,7 @@ for round in $(seq 1 "$ROUNDS"); do
         case $LOAD in
           add_*) line=$(wrk -t2 -c32 -d"${RUN}s" --timeout 10s -s bench/rotating.lua "http://127.0.0.1:$PORT" -- "$OUT/$LOAD.json" '"itemCount"' "$OUT/adders" 9991 10) ;;
           cart) line=$(wrk -t2 -c32 -d"${RUN}s" --timeout 10s -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/cart.json" '"itemCount":10' "$CUSTOMER") ;;
+          products) line=$(wrk -t2 -c32 -d"${RUN}s" --timeout 10s -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/products.json" '"stock"') ;;
           typename) line=$(wrk -t2 -c32 -d"${RUN}s" --timeout 10s -s bench/graphql.lua "http://127.0.0.1:$PORT" -- "$OUT/typename.json" '"__typename"') ;;
         esac
         line=$(echo "$line" | grep '^RESULT')

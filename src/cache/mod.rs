@@ -2,8 +2,9 @@
 //! or carts.
 //!
 //! Design rules:
-//! - Only the GraphQL extension reads or writes cached resolver results; services only
-//!   say which tags their commits changed, and `invalidate` drops those entries.
+//! - Only the Query root (`RequestCache`) reads or writes cached resolver results;
+//!   services only say which tags their commits changed, and `invalidate` drops those
+//!   entries.
 //! - Invalidation is by tag (a set of keys per tag), never by key pattern or flush.
 //! - Stale sets are refused: a loader records the tenant's invalidation sequence before
 //!   reading the database, and the store is refused if any of the entry's tags was
@@ -11,25 +12,25 @@
 //! - A backend fault is a miss, never a client error; the cache recovers by itself.
 mod backend;
 mod coalesced;
-mod extension;
 mod keys;
 mod memory;
 pub mod outbox;
 mod policy;
 mod redis_backend;
 mod replicas;
+mod root_fields;
 mod stats;
 mod tags;
 
 pub use backend::{Backend, BackendState, EntryInfo, Found};
-pub(crate) use extension::RequestCache;
-pub use extension::{CacheExtension, CacheTrace, FieldOutcome};
 pub use keys::{selected_operation, tenant_prefix};
 pub use memory::MemoryBackend;
 pub use policy::{
     ArgumentTag, CachePolicy, FieldCache, FieldDeclarations, ModulePolicy, RESPONSE_MODULE, Scope,
 };
 pub use redis_backend::{RedisBackend, connection as redis_connection};
+pub(crate) use root_fields::RequestCache;
+pub use root_fields::{CacheTrace, FieldOutcome};
 pub use stats::{CacheStatsSnapshot, ModuleStats};
 pub use tags::{CacheTags, Embeds, record_entity, record_failure};
 

@@ -1,5 +1,5 @@
 //! Automatic persisted queries (Apollo APQ): the protocol of async-graphql's
-//! `ApolloPersistedQueries` (`expand`, called by the schema's one extension, `gateway`),
+//! `ApolloPersistedQueries` (`expand`, called by the `gateway` before execution),
 //! with a store that is Redis when configured (`{prefix}:apq:{sha256}`, so every
 //! instance knows a hash any of them registered; one key per call, so any topology,
 //! cluster included, serves it) or an in-process LRU.

@@ -1,129 +1,135 @@
-//! The schema's one async-graphql extension. async-graphql runs every extension's
-//! `resolve` hook around every field it resolves, a boxed future and two registry lookups
-//! per extension per field, so the request-level concerns share this one instead of one
-//! extension each. Each keeps its logic in its own module; this one calls them in order:
-//! persisted queries (`apq`), then the limits and response order (`limits`), then the
-//! resolver cache (`cache::extension`).
+//! The gateway: what every operation passes through around async-graphql's execution,
+//! over HTTP and WebSocket alike. In order: persisted queries turn a hash into a
+//! document (`apq`), the limits measure the document, refuse what is abusive and learn
+//! the response order (`limits`), and the cache learns the document for the Query root
+//! (`cache::RequestCache`, used by `cached_root`). After execution the limit errors
+//! async-graphql reports get their code and the response is put in selection order.
+//!
+//! None of this is an async-graphql extension on purpose: a schema with one extension
+//! resolves every field on a slower path (see `cached_root`), and all of it but the
+//! cache acts on the whole operation, never on a field.
 use super::apq::{self, ApqStore};
 use super::limits::{OperationLimits, QueryLimits, tag_limit_error};
-use crate::cache::{CacheExtension, RequestCache};
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
-    NextResolve, NextSubscribe, NextValidation, ResolveInfo,
-};
-use async_graphql::parser::types::ExecutableDocument;
+use super::orders::Subscription;
+use super::schema::{AppSchema, CachedQuery, Mutation};
+use super::socket_budget::SocketBudget;
+use crate::cache::{Cache, RequestCache};
+use async_graphql::registry::Registry;
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+    Data, Executor, OutputType, Request, Response, ServerResult, SubscriptionType,
 };
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use std::any::TypeId;
 use std::sync::Arc;
 
-pub struct Gateway {
+/// The schema behind its gateway; what the HTTP and WebSocket handlers execute. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+struct Inner {
+    schema: AppSchema,
     persisted: ApqStore,
     limits: QueryLimits,
-    cache: CacheExtension,
+    cache: Cache,
+    /// The schema's types, for the response order (async-graphql keeps its own private).
+    registry: Registry,
 }
 
 impl Gateway {
-    pub fn new(persisted: ApqStore, limits: QueryLimits, cache: CacheExtension) -> Self {
-        Self {
+    pub fn new(schema: AppSchema, persisted: ApqStore, limits: QueryLimits, cache: Cache) -> Self {
+        Self(Arc::new(Inner {
+            schema,
             persisted,
             limits,
             cache,
-        }
+            registry: registry(),
+        }))
     }
-}
 
-impl ExtensionFactory for Gateway {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Operation {
-            persisted: self.persisted.clone(),
-            limits: self.limits.per_operation(),
-            cache: self.cache.per_request(),
-        })
-    }
-}
-
-/// One operation's passage through the gateway; it lives as long as the operation's
-/// response stream.
-struct Operation {
-    persisted: ApqStore,
-    limits: OperationLimits,
-    cache: RequestCache,
-}
-
-#[async_trait::async_trait]
-impl Extension for Operation {
-    async fn prepare_request(
+    /// Expands, measures and learns the request before async-graphql runs it; on error
+    /// the operation is refused before anything of it runs.
+    async fn admit(
         &self,
-        ctx: &ExtensionContext<'_>,
+        limits: &OperationLimits,
         request: Request,
-        next: NextPrepareRequest<'_>,
+        socket: Option<&SocketBudget>,
     ) -> ServerResult<Request> {
-        let request = apq::expand(&self.persisted, request).await?;
-        let request = self.limits.prepare(ctx, request)?;
-        self.cache.prepare(&request);
-        next.run(ctx, request).await
+        let request = apq::expand(&self.0.persisted, request).await?;
+        let mut request = limits.prepare(socket, request, &self.0.registry)?;
+        let cache = {
+            let name = request.operation_name.clone();
+            let variables = request.variables.clone();
+            let doc = request.parsed_query()?;
+            RequestCache::new(self.0.cache.clone(), doc, name.as_deref(), &variables)
+        };
+        Ok(request.data(cache))
+    }
+}
+
+/// What every response leaves the gateway with: async-graphql's own limit errors coded,
+/// fields in selection order.
+fn finish(limits: &OperationLimits, mut response: Response) -> Response {
+    response.errors = std::mem::take(&mut response.errors)
+        .into_iter()
+        .map(tag_limit_error)
+        .collect();
+    limits.order(&mut response);
+    response
+}
+
+impl Executor for Gateway {
+    async fn execute(&self, request: Request) -> Response {
+        let limits = self.0.limits.per_operation();
+        let response = match self.admit(&limits, request, None).await {
+            Ok(request) => self.0.schema.execute(request).await,
+            Err(err) => Response::from_errors(vec![err]),
+        };
+        finish(&limits, response)
     }
 
-    async fn parse_query(
+    /// An operation on a WebSocket: a subscription's events, or a query's one answer.
+    /// Its limits live as long as the stream, holding the socket's subscription slot.
+    fn execute_stream(
         &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next
-            .run(ctx, query, variables)
-            .await
-            .map_err(tag_limit_error)?;
-        self.cache.parsed(&doc, variables);
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx)
-            .await
-            .map_err(|errors| errors.into_iter().map(tag_limit_error).collect())
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        self.limits.order(&mut response);
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, self.limits.order_events(stream))
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        // This hook runs for every field of a response, and async-graphql boxes what it
-        // returns. The cache's future is large and needed for a few root fields only, so
-        // it is boxed apart: the future of every other field stays small to allocate
-        // and move.
-        if !RequestCache::may_serve(&info) {
-            return next.run(ctx, info).await;
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let gateway = self.clone();
+        async_stream::stream! {
+            let limits = gateway.0.limits.per_operation();
+            let socket = session_data
+                .as_ref()
+                .and_then(|data| data.get(&TypeId::of::<SocketBudget>()))
+                .and_then(|budget| budget.downcast_ref::<SocketBudget>());
+            match gateway.admit(&limits, request, socket).await {
+                Ok(request) => {
+                    let mut events = gateway
+                        .0
+                        .schema
+                        .execute_stream_with_session_data(request, session_data.unwrap_or_default());
+                    while let Some(response) = events.next().await {
+                        yield finish(&limits, response);
+                    }
+                }
+                Err(err) => yield finish(&limits, Response::from_errors(vec![err])),
+            }
         }
-        Box::pin(self.cache.resolve(ctx, info, next)).await
+        .boxed()
     }
+}
+
+/// The types of the schema, as async-graphql registers them for its own roots.
+fn registry() -> Registry {
+    let mut registry = Registry {
+        query_type: CachedQuery::type_name().into_owned(),
+        mutation_type: Some(Mutation::type_name().into_owned()),
+        subscription_type: Some(<Subscription as SubscriptionType>::type_name().into_owned()),
+        ..Registry::default()
+    };
+    CachedQuery::create_type_info(&mut registry);
+    Mutation::create_type_info(&mut registry);
+    <Subscription as SubscriptionType>::create_type_info(&mut registry);
+    registry
 }

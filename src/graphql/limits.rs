@@ -1,8 +1,8 @@
 //! Query limits: abusive documents are refused with `QUERY_TOO_COMPLEX` before any
 //! resolver runs.
 //!
-//! The document is measured (`measure.rs`) when the request is prepared (`gateway`):
-//! after APQ has turned a hash into a document, and before async-graphql's own checks,
+//! The document is measured (`measure.rs`) when the gateway admits the request: after
+//! APQ has turned a hash into a document, and before async-graphql's own checks,
 //! some of which walk every fragment spread and so take exponential time on a "fragment
 //! bomb". The same step notes the operation's type for the HTTP layer and refuses a
 //! mutation sent by GET.
@@ -18,11 +18,10 @@ use super::documents::DocumentCache;
 use super::selection_order::ResponseOrder;
 use super::socket_budget::{SocketBudget, SubscriptionSlot};
 use async_graphql::Response;
-use async_graphql::extensions::ExtensionContext;
 use async_graphql::parser;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::registry::Registry;
 use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult};
-use futures_util::stream::BoxStream;
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -186,14 +185,14 @@ pub(super) struct OperationLimits {
 impl OperationLimits {
     /// Measures the request's document (parsing it, or copying one parsed before), notes
     /// its operation type, refuses a mutation sent by GET, takes a socket's subscription
-    /// slot and learns the response order.
+    /// slot (`socket`: the operation came on one) and learns the response order.
     pub(super) fn prepare(
         &self,
-        ctx: &ExtensionContext<'_>,
+        socket: Option<&SocketBudget>,
         mut request: Request,
+        registry: &Registry,
     ) -> ServerResult<Request> {
         // An operation on a WebSocket is refused by the rate limit before it costs a parse.
-        let socket = ctx.data_opt::<SocketBudget>();
         if let Some(budget) = socket {
             budget.admit()?;
         }
@@ -235,23 +234,16 @@ impl OperationLimits {
             request.parsed_query()?,
             operation_name.as_deref(),
             &variables,
-            &ctx.schema_env.registry,
+            registry,
             self.limits.nesting(),
         );
         Ok(request)
     }
 
-    /// Puts a response's fields in the order of the selection set.
+    /// Puts a response's fields (or a subscription event's) in the order of the
+    /// selection set.
     pub(super) fn order(&self, response: &mut Response) {
         self.order.apply(response);
-    }
-
-    /// The same for each event of a subscription.
-    pub(super) fn order_events<'s>(
-        &self,
-        stream: BoxStream<'s, Response>,
-    ) -> BoxStream<'s, Response> {
-        self.order.subscription(stream)
     }
 }
 

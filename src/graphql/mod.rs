@@ -3,6 +3,7 @@ mod accounts;
 mod admin;
 pub mod apq;
 pub mod batch;
+mod cached_root;
 mod catalog;
 pub mod context;
 mod documents;
@@ -24,6 +25,7 @@ mod types;
 
 pub use apq::ApqStore;
 pub use context::{RequestContext, Services};
+pub use gateway::Gateway;
 pub use limits::OperationTrace;
 pub use schema::{AppSchema, Limits, cache_declarations};
 pub use socket_budget::SocketBudget;

@@ -2,6 +2,7 @@
 use super::accounts::AccountsMutation;
 use super::admin::{AdminMutation, AdminQuery};
 use super::apq::ApqStore;
+pub use super::cached_root::CachedQuery;
 use super::catalog::{CatalogMutation, CatalogQuery};
 use super::context::Services;
 use super::gateway::Gateway;
@@ -44,10 +45,10 @@ pub struct Mutation(
     AdminMutation,
 );
 
-pub type AppSchema = Schema<Query, Mutation, Subscription>;
+pub type AppSchema = Schema<CachedQuery, Mutation, Subscription>;
 
-pub(super) fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
+pub(super) fn builder(limits: Limits) -> SchemaBuilder<CachedQuery, Mutation, Subscription> {
+    let mut builder = Schema::build(CachedQuery::default(), Mutation::default(), Subscription)
         .limit_recursive_depth(limits.nesting());
     if limits.enabled {
         builder = builder
@@ -62,18 +63,17 @@ pub(super) fn builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscrip
     }
 }
 
-/// One extension, the gateway: APQ turns a hash into a document, the limits refuse
-/// abusive documents, the cache serves and stores resolver results. With traces on,
-/// async-graphql's spans of parsing, validation and every resolver that runs (a field
-/// the cache answers runs none).
-pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> AppSchema {
-    let cache = crate::cache::CacheExtension::new(services.cache.clone());
-    let mut builder =
-        builder(limits).extension(Gateway::new(persisted, QueryLimits::new(limits), cache));
+/// The schema behind its gateway (APQ, limits, response order, the resolver cache).
+/// No extension unless traces are on: then async-graphql's spans of parsing,
+/// validation and every resolver that runs (a field the cache answers runs none).
+pub fn build(services: Services, limits: Limits, persisted: ApqStore) -> Gateway {
+    let cache = services.cache.clone();
+    let mut builder = builder(limits);
     if crate::traces::enabled() {
         builder = builder.extension(async_graphql::extensions::Tracing);
     }
-    builder.data(services).finish()
+    let schema = builder.data(services).finish();
+    Gateway::new(schema, persisted, QueryLimits::new(limits), cache)
 }
 
 /// The SDL clients see, as written to `schema.graphql`.

@@ -3,12 +3,11 @@
 //! back in completion order; the GraphQL spec (CollectFields, "Serialized Map
 //! Ordering") asks for the selection set's. `ResponseOrder` works out, once per
 //! operation, the order of the response keys at every level (a `Shape`) and puts each
-//! object of the finished response in it:
-//! - queries and mutations in the `execute` hook, which sees the whole response before
-//!   it leaves the schema: every HTTP answer (single or batched, GET or POST, persisted
-//!   or not) and what is kept of it (the whole-response cache, idempotency records) is
-//!   ordered, and a field-cache hit, replayed into the response, is ordered with it;
-//! - subscriptions in the `subscribe` hook, each payload.
+//! object of the finished response in it. The gateway applies it to every response as
+//! it leaves the schema: every HTTP answer (single or batched, GET or POST, persisted or
+//! not) and what is kept of it (the whole-response cache, idempotency records) is
+//! ordered, a field-cache hit, replayed into the response, is ordered with it, and so is
+//! every event of a subscription.
 //!
 //! The schema has no interfaces or unions, so every object's type is the declared type
 //! of its field and a type condition is met when it names that type; an abstract type
@@ -19,10 +18,8 @@ use async_graphql::parser::types::{
 };
 use async_graphql::registry::{MetaTypeName, Registry};
 use async_graphql::{InputType, Name, Positioned, Response, Value, Variables};
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// The response keys of one object in CollectFields order, each with the shape of its
 /// value (empty for a leaf).
@@ -55,12 +52,6 @@ impl Shape {
             _ => {}
         }
     }
-}
-
-/// The shape of an operation and whether it is a subscription.
-struct Plan {
-    shape: Shape,
-    subscription: bool,
 }
 
 /// Walks a document into shapes, as CollectFields does.
@@ -202,7 +193,7 @@ fn plan(
     variables: &Variables,
     registry: &Registry,
     max_depth: usize,
-) -> Option<Plan> {
+) -> Option<Shape> {
     let operation = crate::cache::selected_operation(doc, operation_name)?;
     let root = match operation.node.ty {
         OperationType::Query => Some(registry.query_type.as_str()),
@@ -215,18 +206,13 @@ fn plan(
         registry,
         max_depth,
     };
-    Some(Plan {
-        shape: collector.shape(root, &[&operation.node.selection_set.node], 0),
-        subscription: operation.node.ty == OperationType::Subscription,
-    })
+    Some(collector.shape(root, &[&operation.node.selection_set.node], 0))
 }
 
 /// One operation's response order: worked out from its document before it runs, then
-/// applied to what it answers. The hooks that call it are those of the operation's
-/// limits extension (`limits::RequestLimits`), not an extension of its own: every
-/// extension in the chain costs a boxed future per resolved field.
+/// applied to what it answers, by the operation's limits (`limits::OperationLimits`).
 #[derive(Default)]
-pub struct ResponseOrder(Arc<OnceLock<Plan>>);
+pub struct ResponseOrder(OnceLock<Shape>);
 
 impl ResponseOrder {
     /// `max_depth`: the schema's recursion limit.
@@ -238,31 +224,16 @@ impl ResponseOrder {
         registry: &Registry,
         max_depth: usize,
     ) {
-        if let Some(plan) = plan(doc, operation_name, variables, registry, max_depth) {
-            let _ = self.0.set(plan);
+        if let Some(shape) = plan(doc, operation_name, variables, registry, max_depth) {
+            let _ = self.0.set(shape);
         }
     }
 
-    /// Orders the response of a query or mutation.
+    /// Orders a response: a query's or mutation's, or one event of a subscription.
     pub fn apply(&self, response: &mut Response) {
-        if let Some(plan) = self.0.get() {
-            plan.shape.apply(&mut response.data);
+        if let Some(shape) = self.0.get() {
+            shape.apply(&mut response.data);
         }
-    }
-
-    /// Orders each payload of a subscription. The stream starts before the document is
-    /// known, so the plan is read per payload; a query or mutation sent over a socket
-    /// passes through here too, already ordered by `apply`.
-    pub fn subscription<'s>(&self, stream: BoxStream<'s, Response>) -> BoxStream<'s, Response> {
-        let plan = self.0.clone();
-        stream
-            .map(move |mut response| {
-                if let Some(plan) = plan.get().filter(|p| p.subscription) {
-                    plan.shape.apply(&mut response.data);
-                }
-                response
-            })
-            .boxed()
     }
 }
 
@@ -276,9 +247,7 @@ mod tests {
             query_type: "Query".into(),
             ..Registry::default()
         };
-        plan(&doc, None, &variables, &registry, 32)
-            .map(|p| p.shape)
-            .unwrap_or_default()
+        plan(&doc, None, &variables, &registry, 32).unwrap_or_default()
     }
 
     fn keys(shape: &Shape) -> String {

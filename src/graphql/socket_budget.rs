@@ -2,7 +2,7 @@
 //! operation on it draws from the rate-limit bucket of the request that opened it (a
 //! socket is no way around the HTTP limit), and at most `WS_MAX_SUBSCRIPTIONS`
 //! subscriptions run on it at once. The budget is the connection's data, set at
-//! `connection_init`; the query limits extension applies it to each operation.
+//! `connection_init`; the gateway's limits apply it to each operation.
 use async_graphql::{ErrorExtensionValues, ServerError, ServerResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -16,7 +16,7 @@ use crate::graphql::{OperationTrace, RequestContext, loaders::Loaders};
 use crate::services::idempotency;
 use crate::telemetry;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, BatchResponse, Request};
+use async_graphql::{BatchRequest, BatchResponse, Executor, Request};
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};

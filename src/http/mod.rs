@@ -17,7 +17,7 @@ use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::domain::TenantId;
-use crate::graphql::AppSchema;
+use crate::graphql::Gateway;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -36,7 +36,7 @@ use tower_http::trace::TraceLayer;
 pub struct AppState(Arc<StateInner>);
 
 pub struct StateInner {
-    pub schema: AppSchema,
+    pub schema: Gateway,
     pub db: DatabaseConnection,
     pub cache: Cache,
     /// Verifies bearer tokens: ours (HS256) and an identity provider's.

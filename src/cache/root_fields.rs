@@ -1,39 +1,18 @@
-//! The cache's part of the schema's one extension (`graphql::gateway`): serves cacheable
-//! root query fields from the cache and stores what their resolvers produce, with the
-//! tags of everything they embed.
+//! The cache's part of executing a query: serves cacheable root query fields from the
+//! cache and stores what their resolvers produce, with the tags of everything they
+//! embed. The gateway (`graphql::gateway`) puts a `RequestCache` in each request's data;
+//! the Query root (`graphql::cached_root`) hands it every root field it resolves.
 use super::keys::{DocumentContext, entry_key};
 use super::policy::{ModulePolicy, Scope};
 use super::tags::{TagCollector, collecting};
 use super::{ALL_TAG, Cache, Lookup, Slot, module_tag};
 use crate::domain::EntityId;
 use crate::graphql::RequestContext;
-use async_graphql::extensions::{ExtensionContext, NextResolve, ResolveInfo};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, ServerResult, Value, Variables};
+use async_graphql::parser::types::{ExecutableDocument, Field};
+use async_graphql::{Context, ServerResult, Value, Variables};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The cache as the schema's extension sees it.
-pub struct CacheExtension {
-    cache: Cache,
-}
-
-impl CacheExtension {
-    pub fn new(cache: Cache) -> Self {
-        Self { cache }
-    }
-
-    pub(crate) fn per_request(&self) -> RequestCache {
-        RequestCache {
-            cache: self.cache.clone(),
-            whole_response_cacheable: AtomicBool::new(false),
-            operation_name: Mutex::new(None),
-            document: Mutex::new(None),
-        }
-    }
-}
 
 /// What the cache did for each cached root field of one request; read by the HTTP
 /// layer for `extensions.debug.cache` and `Cache-Control`.
@@ -132,28 +111,24 @@ impl CacheTrace {
     }
 }
 
+/// One operation's view of the cache, learnt from its document before it runs.
 pub(crate) struct RequestCache {
     cache: Cache,
     /// Whether the operation is a query whose root selections are all cacheable fields
     /// (`__typename` or an uncached field makes the response `no-store`).
-    whole_response_cacheable: AtomicBool,
-    operation_name: Mutex<Option<String>>,
-    document: Mutex<Option<Arc<DocumentContext>>>,
+    whole_response_cacheable: bool,
+    /// The document's constants, for keys.
+    document: DocumentContext,
 }
 
 /// Tags the field's declaration reads from its id arguments (`product(id: 5)` depends on
 /// `product:5` even when it resolved to null).
-fn argument_tags(
-    policy: &ModulePolicy,
-    info: &ResolveInfo<'_>,
-    doc: &DocumentContext,
-) -> Vec<String> {
+fn argument_tags(policy: &ModulePolicy, field: &Field, doc: &DocumentContext) -> Vec<String> {
     policy
         .argument_tags
         .iter()
         .filter_map(|declared| {
-            let (_, value) = info
-                .field
+            let (_, value) = field
                 .arguments
                 .iter()
                 .find(|(name, _)| name.node == declared.argument)?;
@@ -168,30 +143,23 @@ fn argument_tags(
 }
 
 impl RequestCache {
-    /// Notes the operation the request names, for `parsed`.
-    pub(crate) fn prepare(&self, request: &Request) {
-        if let Ok(mut name) = self.operation_name.lock() {
-            name.clone_from(&request.operation_name);
-        }
-    }
-
-    /// Learns the document: its constants (for keys) and whether every root field of the
-    /// operation is cacheable (so the whole response may be).
-    pub(crate) fn parsed(&self, doc: &ExecutableDocument, variables: &Variables) {
-        let operation = self.operation_name.lock().ok().and_then(|n| n.clone());
-        let context = DocumentContext::new(doc, operation.as_deref(), variables);
-        let cacheable = context.only_fields(doc, operation.as_deref(), |name| {
-            self.cache.policy().fields.contains_key(name)
+    /// Learns the operation `operation_name` selects in `doc`: its constants (for keys)
+    /// and whether every one of its root fields is cacheable (so the whole response may be).
+    pub(crate) fn new(
+        cache: Cache,
+        doc: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+    ) -> Self {
+        let document = DocumentContext::new(doc, operation_name, variables);
+        let whole_response_cacheable = document.only_fields(doc, operation_name, |name| {
+            cache.policy().fields.contains_key(name)
         });
-        if let Ok(mut slot) = self.document.lock() {
-            *slot = Some(Arc::new(context));
+        Self {
+            cache,
+            whole_response_cacheable,
+            document,
         }
-        self.whole_response_cacheable
-            .store(cacheable, Ordering::Relaxed);
-    }
-
-    fn document(&self) -> Option<Arc<DocumentContext>> {
-        self.document.lock().ok().and_then(|d| d.clone())
     }
 
     fn ttl_for(&self, policy: &ModulePolicy, value: &Value) -> Duration {
@@ -203,47 +171,33 @@ impl RequestCache {
         }
     }
 
-    /// Whether `resolve` may answer the field from the cache: only root fields of queries
-    /// can be; list items and nested fields pass through.
-    pub(crate) fn may_serve(info: &ResolveInfo<'_>) -> bool {
-        info.path_node.parent.is_none() && info.parent_type == "Query"
-    }
-
-    /// Resolves one field: a cacheable root query field from the cache (or its resolver,
-    /// storing the result); any other field by its resolver alone.
+    /// Resolves one root field of a query: a cacheable one from the cache (or by
+    /// `resolver`, storing the result), any other by `resolver` alone.
     pub(crate) async fn resolve(
         &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
+        ctx: &Context<'_>,
+        resolver: impl Future<Output = ServerResult<Option<Value>>>,
     ) -> ServerResult<Option<Value>> {
-        if !Self::may_serve(&info) {
-            return next.run(ctx, info).await;
-        }
+        let field = &ctx.item.node;
+        let name = field.name.node.as_str();
         let trace = ctx.data_opt::<Arc<CacheTrace>>();
-        let policy = if info.is_for_introspection {
-            None
-        } else {
-            self.cache.policy().fields.get(info.name).cloned()
-        };
-        let (Some(policy), Some(request), Some(doc)) =
-            (policy, ctx.data_opt::<RequestContext>(), self.document())
-        else {
+        let policy = self.cache.policy().fields.get(name).cloned();
+        let (Some(policy), Some(request)) = (policy, ctx.data_opt::<RequestContext>()) else {
             if let Some(trace) = trace {
                 trace.control(None);
             }
-            return next.run(ctx, info).await;
+            return resolver.await;
         };
         if let Some(trace) = trace {
-            let cacheable = self.whole_response_cacheable.load(Ordering::Relaxed);
+            let cacheable = self.whole_response_cacheable;
             trace.control(cacheable.then_some((policy.scope, policy.ttl)));
         }
-        let response_key = info.alias.unwrap_or(info.name).to_owned();
+        let response_key = field.response_key().node.as_str();
         if !self.cache.enabled() {
             if let Some(trace) = trace {
-                trace.record(&response_key, policy.module, "bypass");
+                trace.record(response_key, policy.module, "bypass");
             }
-            return next.run(ctx, info).await;
+            return resolver.await;
         }
         let identity = match policy.scope {
             Scope::Private => request.actor.cache_identity(),
@@ -255,11 +209,11 @@ impl RequestCache {
             &self.cache.policy().prefix,
             tenant.as_str(),
             policy.module,
-            info.name,
-            &doc.canonical_field(info.field),
+            name,
+            &self.document.canonical_field(field),
             &identity,
         );
-        let extra_tags = argument_tags(&policy, &info, &doc);
+        let extra_tags = argument_tags(&policy, field, &self.document);
         let slot = Slot {
             tenant,
             module: policy.module,
@@ -276,11 +230,11 @@ impl RequestCache {
                 if let Some(trace) = trace {
                     trace.add_tags(None);
                 }
-                ("bypass", next.run(ctx, info).await)
+                ("bypass", resolver.await)
             }
             Lookup::Miss { seq, leader } => {
                 let collector = TagCollector::default();
-                let result = collecting(collector.clone(), next.run(ctx, info)).await;
+                let result = collecting(collector.clone(), resolver).await;
                 let unstorable = collector.unstorable();
                 let value = result
                     .as_ref()
@@ -302,7 +256,7 @@ impl RequestCache {
             }
         };
         if let Some(trace) = trace {
-            trace.record(&response_key, policy.module, outcome);
+            trace.record(response_key, policy.module, outcome);
         }
         result
     }
