@@ -203,6 +203,21 @@ impl<DB: Database> Drop for PoolConnection<DB> {
             return;
         }
 
+        // shopgraph: a connection that `return_to_pool` would take back at once (its last
+        // exchange ended cleanly, no hook to run, the pool open and the connection young
+        // enough) goes back here, without spawning a task for it: a task spawned and
+        // scheduled per statement, and the wake-up of another worker thread to run it
+        // (see vendor/README.md).
+        if let Some(live) = self.live.take_if(|live| {
+            !live.raw.should_flush()
+                && self.pool.options.after_release.is_none()
+                && !self.pool.is_closed()
+                && !is_beyond_max_lifetime(live, &self.pool.options)
+        }) {
+            live.float(self.pool.clone()).release();
+            return;
+        }
+
         // We still need to spawn a task to maintain `min_connections`.
         if self.live.is_some() || self.pool.options.min_connections > 0 {
             crate::rt::spawn(self.return_to_pool());
