@@ -3,6 +3,7 @@
 pub mod dialect;
 pub mod entities;
 pub mod in_list;
+pub mod rows;
 mod statements;
 
 pub use statements::{StatementCounter, count_statements, current as current_statement_counter};

@@ -76,11 +76,10 @@ pub async fn products_by_ids(
     tenant: &str,
     ids: &[i64],
 ) -> Result<Vec<products::Model>, sea_orm::DbErr> {
-    products::Entity::find()
+    let select = products::Entity::find()
         .filter(products::Column::TenantId.eq(tenant))
-        .filter(products::Column::Id.is_in(padded(ids.iter().copied())))
-        .all(db)
-        .await
+        .filter(products::Column::Id.is_in(padded(ids.iter().copied())));
+    crate::db::rows::all(db, select).await
 }
 
 /// Every category of a tenant, by name.
@@ -88,11 +87,10 @@ pub async fn all_categories(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> Result<Vec<categories::Model>, sea_orm::DbErr> {
-    categories::Entity::find()
+    let select = categories::Entity::find()
         .filter(categories::Column::TenantId.eq(tenant))
-        .order_by_asc(categories::Column::Name)
-        .all(db)
-        .await
+        .order_by_asc(categories::Column::Name);
+    crate::db::rows::all(db, select).await
 }
 
 fn filtered(actor: &Actor, filter: &ProductFilter) -> AppResult<Select<products::Entity>> {
@@ -199,7 +197,7 @@ pub async fn products(
             .order_by_desc(Column::PriceCents)
             .order_by_desc(Column::Id),
     };
-    let rows = query.limit(page.first + 1).all(db).await?;
+    let rows = crate::db::rows::all(db, query.limit(page.first + 1)).await?;
     Ok(Page::from_rows(rows, page, |p| match sort {
         ProductSort::Newest => Cursor::new("", p.id),
         ProductSort::Name => Cursor::new(p.name.clone(), p.id),

@@ -113,9 +113,7 @@ impl LineWrite<'_> {
         );
         values.extend([self.actor.tenant.as_str().into(), now.into()]);
         values.extend(recorded);
-        let Some(row) = db
-            .query_one_raw(Dialect::of(db).statement(&sql, values))
-            .await?
+        let Some(row) = crate::db::rows::one(db, Dialect::of(db).statement(&sql, values)).await?
         else {
             return Ok(None);
         };

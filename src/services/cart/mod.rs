@@ -92,12 +92,11 @@ pub async fn items_by_customers(
     tenant: &str,
     ids: &[i64],
 ) -> Result<Vec<cart_items::Model>, sea_orm::DbErr> {
-    cart_items::Entity::find()
+    let select = cart_items::Entity::find()
         .filter(cart_items::Column::TenantId.eq(tenant))
         .filter(cart_items::Column::CustomerId.is_in(padded(ids.iter().copied())))
-        .order_by_asc(cart_items::Column::Id)
-        .all(db)
-        .await
+        .order_by_asc(cart_items::Column::Id);
+    crate::db::rows::all(db, select).await
 }
 
 /// Adds to the caller's cart. An anonymous caller without a cart token gets a new
