@@ -164,15 +164,39 @@ pub async fn connect_for_sagas(
 /// newer release has migrated further is left as it is: during a rolling upgrade (the
 /// migration runs first) and after a rollback, this release runs on that schema, which
 /// only ever gains tables and columns it ignores (OPERATIONS.md, "Upgrades").
+///
+/// A fault that passes (a connection killed or dropped, the database restarting, a lock
+/// timeout) is retried for up to `MIGRATE_RETRY_FOR`: a worker that exited on one killed
+/// connection at startup never came up while the rest of its fleet ran (`checkout_faults`,
+/// `startup_faults`). Each attempt starts from the record of applied migrations, and
+/// PostgreSQL rolls back what a dropped connection's transaction had done.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let schema = schema_state(db).await.context("read applied migrations")?;
+    let deadline = tokio::time::Instant::now() + MIGRATE_RETRY_FOR;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match migrate_once(db).await {
+            Err(err) if is_transient(&err) && tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(error = %err, retry_in = ?wait, "migrating the database failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            result => return result.context("migrate the database"),
+        }
+    }
+}
+
+/// How long `migrate` retries faults that pass.
+const MIGRATE_RETRY_FOR: Duration = Duration::from_secs(30);
+
+async fn migrate_once(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let schema = schema_state(db).await?;
     if schema.pending == 0 {
         if !schema.newer.is_empty() {
             tracing::info!(newer = ?schema.newer, "the database has migrations of a newer release");
         }
         return Ok(());
     }
-    Migrator::up(db, None).await.context("apply migrations")
+    Migrator::up(db, None).await
 }
 
 /// Ready = the database answers and every migration of this release is applied (one of

@@ -1,18 +1,17 @@
 //! The checkout under faults, judged by what the outside world sees: the payment
 //! provider's ledger (calls and amounts), stock, and the answers clients get.
 use crate::books::{Provider, check_books, serve_provider};
-use crate::helpers::{
-    SECRET, TestApp, error_code, fresh_database_url, spawn_with, test_redis_url, test_settings,
-};
+use crate::helpers::{TestApp, error_code, fresh_database_url, spawn_with, test_settings};
 use crate::saga_helpers::{PLACE, SAGA, place_input, stock, wait_terminal};
+use crate::worker_process::{Worker, start_worker};
 use futures_util::StreamExt;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement, TransactionTrait,
+};
 use serde_json::{Value, json};
 use shopgraph::checkout::gateway::SimulatorConfig;
 use shopgraph::db::entities::sagas;
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CANCEL: &str =
@@ -330,83 +329,42 @@ async fn a_saga_that_cannot_reach_the_provider_gives_up_and_is_compensated_when_
     );
 }
 
-/// A `worker` process.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Worker {
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap_or_else(|e| panic!("kill {signal}: {e}"));
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    fn log_lines_with(&self, text: &str) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(text))
-            .count()
-    }
-}
-
-async fn start_worker(database_url: &str, provider: &str, prefix: &str, name: &str) -> Worker {
-    let log = std::env::temp_dir().join(format!("{prefix}-{name}.log"));
-    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shopgraph"));
-    command
-        .arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET", SECRET)
-        .env("SEED_DEMO", "false")
-        .env("WORKER_CONCURRENCY", "2")
-        .env("WORKER_BATCH_SIZE", "32")
-        // No gathering between claims: the test pauses a worker to have its sagas taken
-        // over, and a worker waiting for checkouts to gather holds none.
-        .env("WORKER_GATHER_MS", "0")
-        .env("SAGA_LEASE_SECS", "2")
-        .env("SAGA_MAX_ATTEMPTS", "6")
-        .env("PAYMENT_GATEWAY_URL", provider)
-        .env("PAYMENT_TIMEOUT_MS", "1000")
-        .env("SAGA_FAIL_RATE_RESERVE_STOCK", "0.3")
-        .env("SAGA_FAIL_RATE_CHARGE_PAYMENT", "0.3")
-        .env("SAGA_FAIL_RATE_CREATE_ORDER", "0.3")
-        .env("CACHE_KEY_PREFIX", prefix)
-        .env("RUST_LOG", "warn,shopgraph::checkout::worker=info")
-        .stdout(Stdio::null())
-        .stderr(file);
-    if let Some(redis) = test_redis_url().await {
-        command.env("REDIS_URL", redis);
-    }
-    Worker {
-        child: command
-            .spawn()
-            .unwrap_or_else(|e| panic!("start a worker: {e}")),
-        log,
-    }
-}
-
 async fn terminal_count(db: &DatabaseConnection) -> usize {
-    sagas::Entity::find()
+    sagas_by_status(db)
+        .await
+        .iter()
+        .filter(|(status, _)| matches!(status.as_str(), "COMPLETED" | "COMPENSATED" | "FAILED"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+async fn sagas_by_status(db: &DatabaseConnection) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for saga in sagas::Entity::find()
         .all(db)
         .await
         .unwrap_or_else(|e| panic!("read the sagas: {e}"))
-        .iter()
-        .filter(|s| matches!(s.status.as_str(), "COMPLETED" | "COMPENSATED" | "FAILED"))
-        .count()
+    {
+        *counts.entry(saga.status).or_default() += 1;
+    }
+    counts
+}
+
+/// What a stalled run looked like: the sagas, and each worker's state and last words.
+async fn stall_report(db: &DatabaseConnection, workers: &mut [Option<&mut Worker>]) -> String {
+    let mut report = format!("sagas {:?}", sagas_by_status(db).await);
+    for (n, worker) in workers.iter_mut().enumerate() {
+        if let Some(worker) = worker {
+            let state = worker
+                .exited()
+                .map_or("running".to_owned(), |status| format!("exited ({status})"));
+            report += &format!(
+                "\nworker {n}: {state}; its log ends:\n{}",
+                worker.log_tail(20)
+            );
+        }
+    }
+    report
 }
 
 /// Kills one of the workers' PostgreSQL connections every 200 ms until told to stop;
@@ -485,8 +443,8 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
     };
     // The worker to pause runs alone until its first pause, so that it holds sagas then
     // (with two, a pause could land while the other had claimed all the queue).
-    let stale = start_worker(&worker_url, &provider.url, &prefix, "a").await;
-    let mut other = None;
+    let mut stale = start_worker(&worker_url, &provider.url, &prefix, "a").await;
+    let mut other: Option<Worker> = None;
     let (stop_killing, stop) = tokio::sync::watch::channel(false);
     let killer = if postgres {
         let admin = Database::connect(&database_url)
@@ -535,7 +493,11 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
     let mut pauses = 0;
     while pauses < 4 && terminal_count(&app.db).await < 800 {
         while terminal_count(&app.db).await < 100 * (pauses + 1) {
-            assert!(Instant::now() < deadline, "the sagas did not progress");
+            assert!(
+                Instant::now() < deadline,
+                "the sagas did not progress: {}",
+                stall_report(&app.db, &mut [Some(&mut stale), other.as_mut()]).await
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stale.signal("-STOP");
@@ -563,7 +525,11 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
     );
     let deadline = Instant::now() + Duration::from_secs(180);
     while terminal_count(&app.db).await < accepted {
-        assert!(Instant::now() < deadline, "sagas were left unfinished");
+        assert!(
+            Instant::now() < deadline,
+            "sagas were left unfinished: {}",
+            stall_report(&app.db, &mut [Some(&mut stale), other.as_mut()]).await
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_killing.send(true);
@@ -598,6 +564,89 @@ async fn a_thousand_sagas_keep_the_books_through_a_paused_worker_killed_connecti
             .is_some_and(|&n| n > 100),
         "{books:?}"
     );
+}
+
+/// A worker whose database connection is killed while it starts (its migration's
+/// statement cut off) retries, comes up, and takes checkouts. It used to exit, and a
+/// fleet came up without it.
+#[tokio::test]
+async fn a_worker_whose_connection_is_killed_while_it_migrates_comes_up_and_takes_checkouts() {
+    let database_url = fresh_database_url().await;
+    if database_url.starts_with("sqlite:") {
+        return; // connections are killed on PostgreSQL only
+    }
+    let provider = serve_provider(SimulatorConfig::default()).await;
+    let mut settings = test_settings().await;
+    settings.database_url = Some(database_url.clone());
+    settings.worker_concurrency = 0;
+    let prefix = settings.cache_key_prefix.clone();
+    let app = spawn_with(settings).await;
+    let product = app.create_product("K1", "Kettle", "19.99", 5).await;
+    let token = app.customer(app.create_customer("Kim", "kim@example.com").await);
+
+    // The worker's migration stops on a lock the test holds, and its connection is
+    // killed there: a kill that lands mid-startup every time, not by chance.
+    let admin = Database::connect(&database_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lock = admin.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.execute_unprepared("LOCK TABLE seaql_migrations IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = "shop-starting-worker";
+    let url = format!("{database_url}?application_name={name}");
+    let mut worker = start_worker(&url, &provider.url, &prefix, "starting").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let killed = admin
+            .query_one_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                format!(
+                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name = '{name}' \
+                     AND wait_event_type = 'Lock'"
+                ),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .and_then(|row| row.try_get::<i64>("", "n").ok())
+            .unwrap_or(0);
+        if killed > 0 {
+            break;
+        }
+        assert!(
+            worker.exited().is_none() && Instant::now() < deadline,
+            "the worker never waited on the lock: {}",
+            worker.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lock.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+    while worker.log_lines_with("checkout workers started") == 0 {
+        assert!(
+            worker.exited().is_none() && Instant::now() < deadline,
+            "the worker did not come up after its connection was killed: {}",
+            worker.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        worker.log_lines_with("migrating the database failed; retrying"),
+        1,
+        "{}",
+        worker.log_tail(20)
+    );
+    let placed = app
+        .data(Some(&token), PLACE, place_input(&product, 2, "tok_visa"))
+        .await;
+    // The app runs no workers: only the started worker can finish the saga.
+    wait_terminal(
+        &app,
+        &token,
+        placed["placeOrder"]["id"].as_str().unwrap_or_default(),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -29,4 +29,5 @@ mod stale_reads;
 mod stats;
 mod traces;
 mod upgrades;
+mod worker_process;
 mod ws;
