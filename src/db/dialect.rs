@@ -1,6 +1,7 @@
 //! Raw SQL on either database: placeholders, the UTC day of a timestamp.
 use crate::error::{AppError, AppResult};
 use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
+use std::fmt::Write as _;
 
 #[derive(Clone, Copy)]
 pub struct Dialect {
@@ -24,15 +25,14 @@ impl Dialect {
         if self.backend != DatabaseBackend::Postgres {
             return sql.to_owned();
         }
-        let mut out = String::with_capacity(sql.len());
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
+        // Copies the text between placeholders whole: the one-statement cart edit is
+        // long, and copying it a character at a time was 2 % of an uncached add.
+        let mut pieces = sql.split('?');
+        let mut out = String::with_capacity(sql.len() + 32);
+        out.push_str(pieces.next().unwrap_or_default());
+        for (n, piece) in pieces.enumerate() {
+            let _ = write!(out, "${}", n + 1);
+            out.push_str(piece);
         }
         out
     }
@@ -60,4 +60,33 @@ pub async fn rows<T: FromQueryResult>(
         .map(|row| T::from_query_result(row, ""))
         .collect::<Result<Vec<T>, _>>()
         .map_err(AppError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order_for_postgresql_and_kept_for_sqlite() {
+        let pg = Dialect {
+            backend: DatabaseBackend::Postgres,
+        };
+        let sql = "SELECT ? FROM t WHERE a = ? AND b IN (?, ?) OR c = ?";
+        assert_eq!(
+            pg.params(sql),
+            "SELECT $1 FROM t WHERE a = $2 AND b IN ($3, $4) OR c = $5"
+        );
+        assert_eq!(pg.params("SELECT 1"), "SELECT 1");
+        assert_eq!(pg.params("?"), "$1");
+        let many = placeholders(12);
+        assert!(
+            pg.params(&many).ends_with("$11, $12"),
+            "{}",
+            pg.params(&many)
+        );
+        let sqlite = Dialect {
+            backend: DatabaseBackend::Sqlite,
+        };
+        assert_eq!(sqlite.params(sql), sql);
+    }
 }

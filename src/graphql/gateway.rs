@@ -58,12 +58,18 @@ impl Gateway {
     ) -> ServerResult<Request> {
         let request = apq::expand(&self.0.persisted, request).await?;
         let mut request = limits.prepare(socket, request, &self.0.registry)?;
-        let cache = {
-            let name = request.operation_name.clone();
-            let variables = request.variables.clone();
-            let doc = request.parsed_query()?;
-            RequestCache::new(self.0.cache.clone(), doc, name.as_deref(), &variables)
-        };
+        // Name and variables out of the request while its document is borrowed
+        // (`parsed_query` takes it mutably), instead of copies per request.
+        let name = request.operation_name.take();
+        let variables = std::mem::take(&mut request.variables);
+        let cache = RequestCache::new(
+            self.0.cache.clone(),
+            request.parsed_query()?,
+            name.as_deref(),
+            &variables,
+        );
+        request.operation_name = name;
+        request.variables = variables;
         Ok(request.data(cache))
     }
 }

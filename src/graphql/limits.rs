@@ -196,7 +196,9 @@ impl OperationLimits {
         if let Some(budget) = socket {
             budget.admit()?;
         }
-        let operation_name = request.operation_name.clone();
+        // Name and variables come out of the request while its document is borrowed
+        // (`parsed_query` takes it mutably), instead of copies per request.
+        let operation_name = request.operation_name.take();
         // A persisted query arrives parsed (and with an empty `query`); any other is
         // parsed here (or copied from the documents parsed before): async-graphql
         // reuses the document.
@@ -229,7 +231,7 @@ impl OperationLimits {
                 *held = Some(slot);
             }
         }
-        let variables = request.variables.clone();
+        let variables = std::mem::take(&mut request.variables);
         self.order.learn(
             request.parsed_query()?,
             operation_name.as_deref(),
@@ -237,6 +239,8 @@ impl OperationLimits {
             registry,
             self.limits.nesting(),
         );
+        request.operation_name = operation_name;
+        request.variables = variables;
         Ok(request)
     }
 
